@@ -23,6 +23,8 @@ from simct_ci.verdicts import CONSISTENT, INCOMPLETE, INCONSISTENT, ModelWiseRes
 PAIRED_T = "paired-t"
 ONE_SAMPLE_T = "one-sample-t"
 
+ZERO_SPREAD = 1e-12  # below this, differences are float noise around one value, not variation
+
 ONE_SAMPLE_CAVEAT = (
     "one sample per side: scores are tested against a null measured on other prompts during training, "
     "which is less rigorous than the paired test; use samples >= 2"
@@ -38,11 +40,11 @@ def t_test_greater(differences: Sequence[float], alpha: float, test: str, min_pr
         reason = f"only {n} prompts have responses on both sides; at least {min_prompts} are needed to conclude"
         return ModelWiseResult(test, math.nan, math.nan, math.nan, alpha, n, INCOMPLETE, reason)
     mean, sd = float(values.mean()), float(values.std(ddof=1))
-    if sd == 0.0:
+    if sd <= ZERO_SPREAD * max(1.0, abs(mean)):
         # Greedy decoding gives identical statistics on every prompt: no variance, but not no information.
-        statistic = 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+        mean = 0.0 if abs(mean) <= ZERO_SPREAD else mean
+        statistic = effect = 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
         p_value = 0.0 if mean > 0 else 1.0
-        effect = 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
         note = _join(note, "every prompt gave the same statistic (deterministic responses)")
     else:
         result = stats.ttest_1samp(values, 0.0, alternative="greater")

@@ -1,0 +1,117 @@
+"""Pair features match the reference implementations and behave on text without spaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sacrebleu
+from rouge_score import rouge_scorer
+
+from simct_ci.features import (
+    FEATURE_NAMES,
+    METRICS,
+    PromptPool,
+    ResponseStats,
+    observed_features,
+    pair_similarities,
+    split_features,
+    tokenize,
+)
+
+PAIRS = [
+    (
+        "A hash map stores key-value pairs and finds them in constant time on average.",
+        "A hash map keeps pairs of keys and values, and looks them up in O(1) on average!",
+    ),
+    ("巴黎是法国的首都，也是最大的城市。", "法国的首都是巴黎。"),
+    ("The answer is 42.", "I think the answer is 42, but let me check: 6 x 7 = 42."),
+    ("Use `git rebase -i` to squash commits.", "Squash commits with an interactive rebase."),
+]
+
+
+class _SpaceTokenizer:
+    """rouge-score drops non-ASCII text with its default tokenizer; feed it our tokens instead."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.split(" ")
+
+
+def _metric(values: np.ndarray, name: str) -> float:
+    return float(values[METRICS.index(name)])
+
+
+@pytest.mark.parametrize(("a", "b"), PAIRS)
+def test_bleu_and_chrf_equal_sacrebleu_sentence_scores_in_both_directions(a: str, b: str) -> None:
+    sa, sb = ResponseStats.of(a), ResponseStats.of(b)
+    values = pair_similarities(sa, sb)
+    ta, tb = " ".join(sa.tokens), " ".join(sb.tokens)
+    bleu = (
+        sacrebleu.sentence_bleu(ta, [tb], tokenize="none").score
+        + sacrebleu.sentence_bleu(tb, [ta], tokenize="none").score
+    ) / 200
+    chrf = (sacrebleu.sentence_chrf(a, [b]).score + sacrebleu.sentence_chrf(b, [a]).score) / 200
+    assert _metric(values, "bleu") == pytest.approx(bleu, abs=1e-9)
+    assert _metric(values, "chrf") == pytest.approx(chrf, abs=1e-9)
+
+
+@pytest.mark.parametrize(("a", "b"), PAIRS)
+def test_rouge_equals_google_rouge_score(a: str, b: str) -> None:
+    sa, sb = ResponseStats.of(a), ResponseStats.of(b)
+    values = pair_similarities(sa, sb)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_SpaceTokenizer())
+    expected = scorer.score(" ".join(sa.tokens), " ".join(sb.tokens))
+    for name in ("rouge1", "rouge2", "rougeL"):
+        assert _metric(values, name) == pytest.approx(expected[name].fmeasure, abs=1e-9)
+
+
+def test_chinese_is_tokenized_per_character_and_mixed_text_keeps_words() -> None:
+    assert tokenize("巴黎是首都") == ["巴", "黎", "是", "首", "都"]
+    assert tokenize("用 C++ 写hello_world函数。") == ["用", "C", "+", "+", "写", "hello_world", "函", "数", "。"]
+    assert tokenize("Ünïcode wörds, too") == ["Ünïcode", "wörds", ",", "too"]
+
+
+def test_tokenization_is_deterministic() -> None:
+    text = "Deterministic: 同样的输入 gives the same tokens, every time."
+    assert all(tokenize(text) == tokenize(text) for _ in range(5))
+
+
+def test_pair_metrics_are_symmetric_and_bounded() -> None:
+    for a, b in PAIRS:
+        ab = pair_similarities(ResponseStats.of(a), ResponseStats.of(b))
+        ba = pair_similarities(ResponseStats.of(b), ResponseStats.of(a))
+        np.testing.assert_allclose(ab, ba)
+        assert np.all((ab >= 0) & (ab <= 1))
+        assert _metric(ab, "exact_match") == 0.0
+
+
+def test_identical_and_empty_responses() -> None:
+    same = pair_similarities(ResponseStats.of("Paris."), ResponseStats.of("Paris."))
+    assert np.all(same == 1.0)
+    empty = pair_similarities(ResponseStats.of(""), ResponseStats.of("Paris is the capital."))
+    assert np.all(np.isfinite(empty))
+    assert _metric(empty, "rouge1") == 0.0
+
+
+def test_split_features_name_every_column_and_mark_missing_within_similarity() -> None:
+    k1 = observed_features(["The capital is Paris."], ["Paris."], closed=True)
+    assert k1.shape == (len(FEATURE_NAMES),)
+    within = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("within_")]
+    assert np.all(np.isnan(k1[within]))
+    assert k1[FEATURE_NAMES.index("closed_query")] == 1.0
+    k3 = observed_features(["a b c", "a b d", "a c d"], ["x y z", "x y w", "x z w"], closed=False)
+    assert not np.any(np.isnan(k3))
+    assert k3[FEATURE_NAMES.index("cross_rouge1")] < k3[FEATURE_NAMES.index("within_ref_rouge1")]
+
+
+def test_length_shift_is_signed() -> None:
+    longer = observed_features(["short answer"], ["a much longer answer with many more words in it"], closed=False)
+    assert longer[FEATURE_NAMES.index("log_len_shift")] > 0
+
+
+def test_split_features_reuse_the_pool_for_any_split() -> None:
+    pool = PromptPool.of(["one two", "one three", "four five", "four six"], closed=False)
+    observed = split_features(pool, [0, 1], [2, 3])
+    swapped = split_features(pool, [2, 3], [0, 1])
+    cross = FEATURE_NAMES.index("cross_chrf")
+    assert observed[cross] == pytest.approx(swapped[cross])
+    assert observed[FEATURE_NAMES.index("log_len_shift")] == pytest.approx(0.0)
