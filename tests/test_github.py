@@ -34,8 +34,6 @@ from simct_ci.github import (
 )
 from tests.support.fake_github import PR_NUMBER, REPOSITORY, FakeGitHub
 
-pytest_plugins = ("tests.support.fake_github",)
-
 MARKER = marker_for(".github/simct.yml")
 
 
