@@ -303,7 +303,7 @@ def _live_stage(
                     todo.append((prompt, sample, key))
                 else:
                     received.append(Response(prompt.id, prompt.text, text, sample))
-                    jsonl.append_line(out, _row(received[-1]))
+                    jsonl.append_line(out, recorded.response_row(received[-1]))
         total = len(received) + len(todo)
         progress.start(stage.name, total, done=len(received))
         try:
@@ -347,7 +347,7 @@ def _fan_out(
                 progress.advance(failed=True)
                 continue
             response = Response(prompt.id, prompt.text, text, sample)
-            jsonl.append_line(out, _row(response))
+            jsonl.append_line(out, recorded.response_row(response))
             cache.put(key, text)
             received.append(response)
             progress.advance(failed=False)
@@ -361,12 +361,3 @@ def _fan_out(
 def _sorted(responses: Iterable[Response]) -> tuple[Response, ...]:
     """In the order write_recorded writes them, so the returned tuple and the file agree."""
     return tuple(sorted(responses, key=lambda r: (r.prompt_id, r.sample)))
-
-
-def _row(response: Response) -> dict[str, Any]:
-    return {
-        "prompt_id": response.prompt_id,
-        "prompt": response.prompt,
-        "response": response.response,
-        "sample": response.sample,
-    }

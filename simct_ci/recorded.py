@@ -46,10 +46,11 @@ def read_recorded(path: Path) -> tuple[Response, ...]:
 def write_recorded(path: Path, responses: Iterable[Response]) -> None:
     """Write `responses` atomically, sorted by (prompt_id, sample) so files diff well between runs."""
     ordered = sorted(responses, key=lambda response: (response.prompt_id, response.sample))
-    write_jsonl_atomic(path, (_row_from_response(response) for response in ordered))
+    write_jsonl_atomic(path, (response_row(response) for response in ordered))
 
 
-def _row_from_response(response: Response) -> dict[str, object]:
+def response_row(response: Response) -> dict[str, object]:
+    """One line of the recorded format, exactly its four keys."""
     return {
         "prompt_id": response.prompt_id,
         "prompt": response.prompt,
