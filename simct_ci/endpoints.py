@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import random
 import threading
 import time
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,6 +17,7 @@ import requests
 import urllib3.exceptions
 
 from simct_ci.errors import EndpointError
+from simct_ci.retry import RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,45 +30,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_CONNECT_TIMEOUT = 10.0  # a healthy server accepts at once; the read timeout is what covers generation
 _BODY_EXCERPT = 200
 _READ_CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter; a server's Retry-After wins, but never beyond max_delay."""
-
-    max_retries: int
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-
-    def backoff(self, retry: int) -> float:
-        """Delay before retry number `retry` (0-based) when the server gave no Retry-After."""
-        # Full jitter spreads out clients that failed together, so they do not come back together.
-        return random.uniform(0.0, min(self.max_delay, self.base_delay * 2.0 ** min(retry, 64)))  # no overflow
-
-    def delay(self, retry: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(self.max_delay, retry_after)
-        return self.backoff(retry)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None when absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)  # the RFC says an integer; fractions cost nothing to accept
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if moment.tzinfo is None:
-            return None
-        seconds = moment.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
 
 
 class Endpoint(Protocol):
@@ -113,7 +72,7 @@ class ChatEndpoint:
             raise ValueError(f"stage {stage.name} has no base_url: it is a recorded stage")
         self.stage = stage
         self.sampling = sampling
-        self.retry = retry if retry is not None else RetryPolicy(stage.max_retries)
+        self.retry = retry if retry is not None else RetryPolicy(max_retries=stage.max_retries)
         self._sleep = sleep
         self._route = "completions" if stage.api == "completion" else "chat/completions"
         self.url = _join_url(stage.base_url, self._route)
@@ -127,7 +86,7 @@ class ChatEndpoint:
     def complete(self, prompt: Prompt, sample: int) -> str:
         """The response text for one sample of one prompt; raises EndpointError once retries are used up."""
         payload = self.payload(prompt, sample)
-        attempts = self.retry.max_retries + 1
+        attempts = self.retry.attempts
         for attempt in range(attempts):
             try:
                 return self._attempt(payload)
@@ -136,7 +95,7 @@ class ChatEndpoint:
             except _TransientError as failure:
                 if attempt + 1 == attempts:
                     raise self._error(f"{failure.cause} (gave up after {attempts} attempts)") from None
-                self._sleep(self.retry.delay(attempt, failure.retry_after))
+                self._sleep(self.retry.delay(attempt + 1, failure.retry_after))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def payload(self, prompt: Prompt, sample: int) -> dict[str, Any]:

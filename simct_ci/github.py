@@ -7,11 +7,9 @@ This room receives finished Markdown and a dict of finished output strings; it k
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import hashlib
 import json
 import logging
-import random
 import re
 import secrets
 import sys
@@ -25,6 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from simct_ci.errors import ConfigError, SimctError
+from simct_ci.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -151,28 +150,9 @@ def _full_name(pr: Mapping[str, Any], side: str) -> str | None:
 # The REST client
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How one request is retried. With the defaults, backoffs add up to 15 s over five attempts; a rate limit
-    may instead ask for up to max_delay per retry, and a longer demand fails at once rather than hammering."""
-
-    attempts: int = 5  # tries of one request, the first included
-    base_delay: float = 1.0  # first backoff in seconds; doubles with every retry
-    max_delay: float = 60.0  # cap on a backoff, and the longest wait GitHub may ask for before we give up
-    jitter: float = 0.5  # share of each backoff drawn at random, so parallel jobs do not retry in lockstep
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("RetryPolicy.attempts must be at least 1")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("RetryPolicy delays must not be negative")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError("RetryPolicy.jitter must be between 0 and 1")
-
-    def backoff(self, retry: int) -> float:
-        """Seconds to wait before retry number `retry` (1-based) when GitHub did not say how long."""
-        delay = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
-        return delay * (1 - self.jitter * random.random())
+# With these, backoffs add up to at most 15 s over five attempts, each at least half its nominal length; a rate
+# limit may instead ask for up to max_delay per retry, and a longer demand fails at once rather than hammering.
+DEFAULT_RETRY = RetryPolicy(max_retries=4, base_delay=1.0, max_delay=60.0, jitter=0.5)
 
 
 class GitHubApiError(SimctError):
@@ -377,27 +357,15 @@ def _plan_retry(response: requests.Response, attempt: int, policy: RetryPolicy, 
 
 
 def _requested_wait(headers: Mapping[str, str], now: float) -> float | None:
-    retry_after = headers.get("Retry-After")
+    """The wait GitHub asks for: Retry-After first, else the reset of an exhausted primary rate limit."""
+    retry_after = parse_retry_after(headers.get("Retry-After"), now)
     if retry_after is not None:
-        parsed = _parse_retry_after(retry_after, now)
-        if parsed is not None:
-            return parsed
+        return retry_after
     if headers.get("x-ratelimit-remaining") == "0":
         with contextlib.suppress(ValueError):
             # One second more: the reset is rounded to seconds and the runner's clock is not GitHub's.
             return max(0.0, float(headers.get("x-ratelimit-reset", "")) - now) + 1.0
     return None
-
-
-def _parse_retry_after(value: str, now: float) -> float | None:
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - now)
 
 
 def _github_message(response: requests.Response) -> str:

@@ -65,7 +65,7 @@ def post_comment(report: Report, context: github.GitHubContext, token: str | Non
     marker = github.marker_for(report.config_id)
     body = render_comment(report, marker=marker, run_url=context.run_url)
     try:
-        with github.GitHubClient(context.api_url, token, github.RetryPolicy()) as client:
+        with github.GitHubClient(context.api_url, token, github.DEFAULT_RETRY) as client:
             return github.upsert_comment(client, context.repository, pull_request.number, body, marker)
     except SimctError as error:  # a malformed token, say: the gate still reports the verdict
         return github.CommentOutcome("failed", None, str(error))

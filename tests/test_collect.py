@@ -24,10 +24,11 @@ from simct_ci.collect import (
     record_stage,
 )
 from simct_ci.config import Sampling, StageConfig
-from simct_ci.endpoints import ChatEndpoint, RetryPolicy
+from simct_ci.endpoints import ChatEndpoint
 from simct_ci.errors import ConfigError
 from simct_ci.recorded import read_recorded
 from simct_ci.responses import Prompt, Response
+from simct_ci.retry import RetryPolicy
 from tests.support import fault_server as fs
 from tests.support.fault_server import FaultServer
 

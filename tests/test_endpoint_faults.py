@@ -11,9 +11,10 @@ from email.utils import formatdate
 import pytest
 
 from simct_ci.config import Sampling, StageConfig
-from simct_ci.endpoints import ChatEndpoint, RetryPolicy, parse_retry_after
+from simct_ci.endpoints import ChatEndpoint
 from simct_ci.errors import EndpointError
 from simct_ci.responses import Prompt
+from simct_ci.retry import RetryPolicy, parse_retry_after
 from tests.support import fault_server as fs
 from tests.support.fault_server import FaultServer, echo_text
 

@@ -21,7 +21,6 @@ from simct_ci.github import (
     GitHubClient,
     GitHubContext,
     PullRequest,
-    RetryPolicy,
     annotate_error,
     find_comment,
     marker_for,
@@ -32,6 +31,7 @@ from simct_ci.github import (
     write_outputs,
     write_step_summary,
 )
+from simct_ci.retry import RetryPolicy
 from tests.support.fake_github import PR_NUMBER, REPOSITORY, FakeGitHub
 
 MARKER = marker_for(".github/simct.yml")
@@ -39,7 +39,7 @@ MARKER = marker_for(".github/simct.yml")
 
 def make_client(fake: FakeGitHub, sleeps: list[float], *, token: str | None = None) -> GitHubClient:
     # jitter 0 so waits are exact; sleeps are recorded instead of slept, so Retry-After: 60 costs nothing.
-    policy = RetryPolicy(attempts=4, base_delay=0.01, max_delay=120.0, jitter=0.0)
+    policy = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=120.0, jitter=0.0)
     return GitHubClient(fake.url, token or fake.token, policy, sleep=sleeps.append)
 
 
@@ -141,7 +141,9 @@ def test_enterprise_api_url_with_a_path_prefix_is_honoured(sleeps, tmp_path):
         context = GitHubContext.from_env({"GITHUB_API_URL": enterprise.url + "/", "GITHUB_EVENT_NAME": "push"})
         assert context.api_url == enterprise.url
         assert context.api_url.endswith("/api/v3")
-        with GitHubClient(context.api_url, enterprise.token, RetryPolicy(jitter=0), sleep=sleeps.append) as client:
+        with GitHubClient(
+            context.api_url, enterprise.token, RetryPolicy(max_retries=4, jitter=0), sleep=sleeps.append
+        ) as client:
             assert upsert(client, "one").action == "created"
             assert upsert(client, "two").action == "updated"
         assert all(r.path.startswith("/api/v3/") for r in enterprise.requests)
@@ -293,7 +295,9 @@ def test_500_is_retried_with_exponential_backoff(fake_github, client, sleeps):
 def test_500_is_retried_with_real_sleeps(fake_github):
     fake_github.fail_next("any", 502, times=2)
     started = time.monotonic()
-    with GitHubClient(fake_github.url, fake_github.token, RetryPolicy(base_delay=0.01, jitter=0.5)) as client:
+    with GitHubClient(
+        fake_github.url, fake_github.token, RetryPolicy(max_retries=4, base_delay=0.01, jitter=0.5)
+    ) as client:
         assert upsert(client, "report").action == "created"
     assert time.monotonic() - started < 2
 
@@ -318,7 +322,7 @@ def test_a_dropped_connection_is_retried(fake_github, client):
 
 def test_a_hanging_github_times_out_and_is_retried(fake_github, sleeps):
     fake_github.fail_next("list", stall=1.0, disconnect=True)
-    policy = RetryPolicy(attempts=3, base_delay=0.01, jitter=0)
+    policy = RetryPolicy(max_retries=2, base_delay=0.01, jitter=0)
     with GitHubClient(fake_github.url, fake_github.token, policy, timeout=0.2, sleep=sleeps.append) as client:
         started = time.monotonic()
         assert upsert(client, "report").action == "created"
@@ -401,7 +405,7 @@ def test_the_token_never_appears_in_errors_logs_or_output(fake_github, sleeps, c
     with make_client(fake_github, sleeps, token=wrong_token) as wrong:
         texts.append(upsert(wrong, "report").reason)
     with pytest.raises(ConfigError) as bad:
-        GitHubClient(fake_github.url, f"ghs_half {fake_github.token}", RetryPolicy())
+        GitHubClient(fake_github.url, f"ghs_half {fake_github.token}", github.DEFAULT_RETRY)
     texts.append(str(bad.value))
 
     out = capsys.readouterr()
@@ -422,7 +426,7 @@ def test_a_token_pasted_with_a_newline_still_works(fake_github, sleeps):
 
 def test_an_empty_token_is_a_config_error(fake_github):
     with pytest.raises(ConfigError, match="empty"):
-        GitHubClient(fake_github.url, "  ", RetryPolicy())
+        GitHubClient(fake_github.url, "  ", github.DEFAULT_RETRY)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
