@@ -52,65 +52,65 @@ DOC = Path("docs/engine-benchmark.md")
 class PromptEval:
     """Per-prompt statistics for every way the benchmark may draw this prompt's samples."""
 
-    null_centred: np.ndarray  # one per 3/3 split of the 6 reference samples
-    null_score: np.ndarray
-    null_baseline: dict[str, np.ndarray]
-    centred: dict[str, np.ndarray] = field(default_factory=dict)  # change -> one per choice of 3 reference samples
-    score: dict[str, np.ndarray] = field(default_factory=dict)
-    baseline: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    null_statistic: np.ndarray  # the product's statistic for each ordered 3/3 split of the 6 reference samples
+    null_score: float  # mean same-deployment score (A vs B over the 20 splits): a response-wise negative
+    null_baseline: dict[str, np.ndarray]  # per split, single-metric statistic
+    statistic: dict[str, float] = field(default_factory=dict)  # change -> d with 6 reference samples, m = 3
+    score: dict[str, float] = field(default_factory=dict)  # change -> mean cross-stage score (response-wise)
+    baseline: dict[str, dict[str, float]] = field(default_factory=dict)
     greedy_null: float = float("nan")
     greedy_score: dict[str, float] = field(default_factory=dict)
 
 
-def _halves(items: Sequence[int]) -> list[tuple[list[int], list[int]]]:
-    items = list(items)
-    return [
-        (list(first), [i for i in items if i not in first]) for first in itertools.combinations(items, len(items) // 2)
+def _metric(features: np.ndarray, metric: str) -> np.ndarray:
+    return features[:, FEATURE_NAMES.index(f"cross_{metric}")]
+
+
+def _paired(rows: PromptRows, reference: Sequence[int], candidate: Sequence[int], model) -> tuple[float, float, dict]:
+    """The product's paired statistic (compare.py) on these samples, with one model, and the baselines.
+
+    Returns (d, mean cross-stage score, {metric: within-reference minus cross-stage similarity}).
+    """
+    m = min(len(reference) // 2, len(candidate))
+    choices = [
+        (a, b, c)
+        for a in itertools.combinations(reference, m)
+        for b in itertools.combinations([i for i in reference if i not in a], m)
+        for c in itertools.combinations(candidate, m)
     ]
+    cross = np.vstack([rows.row(list(a), list(c), 0, "", "").features for a, _, c in choices])
+    same = np.vstack([rows.row(list(a), list(b), 0, "", "").features for a, b, _ in choices])
+    s_cross, s_same = model.predict(cross), model.predict(same)
+    baseline = {metric: float((_metric(same, metric) - _metric(cross, metric)).mean()) for metric in BASELINE_METRICS}
+    return float(s_cross.mean() - s_same.mean()), float(s_cross.mean()), baseline
 
 
-def _split_rows(rows: PromptRows, pooled: Sequence[int]) -> np.ndarray:
-    """Feature rows of every split of `pooled`; the first len(pooled)//2 indices form the observed reference."""
-    return np.vstack([rows.row(ref, cand, 0, "", "").features for ref, cand in _halves(pooled)])
-
-
-def _baseline(features: np.ndarray) -> dict[str, np.ndarray]:
-    """Within-reference minus cross-stage similarity, the single-metric statistic, for each split row."""
-    return {
-        m: features[:, FEATURE_NAMES.index(f"within_ref_{m}")] - features[:, FEATURE_NAMES.index(f"cross_{m}")]
-        for m in BASELINE_METRICS
-    }
-
-
-def _centred(scores: np.ndarray) -> tuple[float, float]:
-    return float(scores[0]), float(scores[0] - scores.mean())
-
-
-def evaluate_prompt(rows: PromptRows, null_model: BundledModel, change_models: dict) -> PromptEval:
+def evaluate_prompt(rows: PromptRows, null_model, change_models: dict) -> PromptEval:
     reference = rows.indices(REFERENCE)
-    null_features = _split_rows(rows, reference)
-    null_scores = null_model.score(null_features)
+    null_stats, null_scores, null_base = [], [], {m: [] for m in BASELINE_METRICS}
+    for ref in itertools.permutations(reference, K):  # ordered 3/3 splits, as a random split would draw them
+        if list(ref) != sorted(ref):
+            continue
+        cand = [i for i in reference if i not in ref]
+        d, score, base = _paired(rows, list(ref), cand, null_model)
+        null_stats.append(d)
+        null_scores.append(score)
+        for metric, value in base.items():
+            null_base[metric].append(value)
     evaluation = PromptEval(
-        null_centred=null_scores - null_scores.mean(), null_score=null_scores, null_baseline=_baseline(null_features)
+        null_statistic=np.array(null_stats),
+        null_score=float(np.mean(null_scores)),
+        null_baseline={m: np.array(v) for m, v in null_base.items()},
     )
-    choices = list(itertools.combinations(reference, K))
-    for change, model in change_models.items():
-        changed = rows.indices(change)[:K]
-        features = [_split_rows(rows, [*choice, *changed]) for choice in choices]
-        pairs = [_centred(model.predict(f)) for f in features]
-        evaluation.score[change] = np.array([p for p, _ in pairs])
-        evaluation.centred[change] = np.array([c for _, c in pairs])
-        evaluation.baseline[change] = {
-            m: np.array([_baseline(f[:1])[m][0] for f in features]) for m in BASELINE_METRICS
-        }
-        greedy = f"{change}@greedy"
-        first, rerun = rows.indices(GREEDY_REFERENCE)[:2]
-        if greedy in rows.prompt.responses:
-            evaluation.greedy_score[change] = float(
-                model.predict(rows.row([first], rows.indices(greedy)[:1], 1, change, "greedy").features[None, :])[0]
-            )
     first, rerun = rows.indices(GREEDY_REFERENCE)[:2]
-    evaluation.greedy_null = float(null_model.score(rows.row([first], [rerun], 0, "", "").features[None, :])[0])
+    for change, model in change_models.items():
+        d, score, base = _paired(rows, reference, rows.indices(change)[:K], model)
+        evaluation.statistic[change], evaluation.score[change], evaluation.baseline[change] = d, score, base
+        greedy = f"{change}@greedy"
+        if greedy in rows.prompt.responses:
+            pair = rows.row([first], rows.indices(greedy)[:1], 1, change, "greedy").features[None, :]
+            evaluation.greedy_score[change] = float(model.predict(pair)[0])
+    evaluation.greedy_null = float(null_model.predict(rows.row([first], [rerun], 0, "", "").features[None, :])[0])
     return evaluation
 
 
@@ -154,7 +154,8 @@ def main() -> None:
     print(f"{len(train)} train prompts, {len(held_out)} held-out prompts", flush=True)
     train_rows = build_rows(train, ALL_CHANGES)
     loco = {change: BoosterModel(fit([r for r in train_rows if r.change != change])) for change in ALL_CHANGES}
-    null_model = BundledModel.load()
+    bundled = BundledModel.load()
+    null_model = BoosterModel(bundled._booster)
     evaluations = []
     for prompt in held_out:
         evaluations.append(evaluate_prompt(PromptRows(prompt), null_model, loco))
@@ -168,7 +169,7 @@ def main() -> None:
         "reps": args.reps,
         "samples_per_prompt": K,
         "alpha": ALPHA,
-        "model": null_model.info.short,
+        "model": bundled.info.short,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -179,42 +180,41 @@ def main() -> None:
 def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> dict:
     n = len(evaluations)
 
-    def null_draw(statistic):
+    def random_split(statistic):
         def draw(i):
             values = statistic(evaluations[i])
             return values[rng.randrange(len(values))]
 
         return draw
 
+    def fixed(statistic):
+        return lambda i: statistic(evaluations[i])
+
     calibration = {}
     for count in PROMPT_COUNTS:
-        row = {"simct": rejection_rate(null_draw(lambda e: e.null_centred), count, n, reps, rng)[0]}
+        row = {"simct": rejection_rate(random_split(lambda e: e.null_statistic), count, n, reps, rng)[0]}
         for m in BASELINE_METRICS:
-            row[m] = rejection_rate(null_draw(lambda e, m=m: e.null_baseline[m]), count, n, reps, rng)[0]
+            row[m] = rejection_rate(random_split(lambda e, m=m: e.null_baseline[m]), count, n, reps, rng)[0]
         calibration[str(count)] = row
 
     power, effects, response_auroc = {}, {}, {}
     for change in ALL_CHANGES:
         power[change] = {}
         for count in PROMPT_COUNTS:
-            row = {}
-            rate, replaced = rejection_rate(null_draw(lambda e, c=change: e.centred[c]), count, n, reps, rng)
-            row["simct"] = rate
+            rate, replaced = rejection_rate(fixed(lambda e, c=change: e.statistic[c]), count, n, reps, rng)
+            row = {"simct": rate, "prompts_resampled": replaced}
             for m in BASELINE_METRICS:
-                row[m] = rejection_rate(null_draw(lambda e, c=change, m=m: e.baseline[c][m]), count, n, reps, rng)[0]
-            row["prompts_resampled"] = replaced
+                row[m] = rejection_rate(fixed(lambda e, c=change, m=m: e.baseline[c][m]), count, n, reps, rng)[0]
             power[change][str(count)] = row
-        effects[change] = {"simct": effect_size(np.array([e.centred[change].mean() for e in evaluations]))}
+        effects[change] = {"simct": effect_size(np.array([e.statistic[change] for e in evaluations]))}
         for m in BASELINE_METRICS:
-            effects[change][m] = effect_size(np.array([e.baseline[change][m].mean() for e in evaluations]))
-        positives = np.concatenate([e.score[change] for e in evaluations])
-        negatives = np.concatenate([e.null_score for e in evaluations])
-        chrf_pos = np.concatenate([e.baseline[change]["chrf"] for e in evaluations])
-        chrf_neg = np.concatenate([e.null_baseline["chrf"] for e in evaluations])
+            effects[change][m] = effect_size(np.array([e.baseline[change][m] for e in evaluations]))
         greedy_pos = [e.greedy_score[change] for e in evaluations if change in e.greedy_score]
         response_auroc[change] = {
-            "sampled_k3": auroc(positives, negatives),
-            "sampled_k3_chrf_only": auroc(chrf_pos, chrf_neg),
+            "sampled_k3": auroc([e.score[change] for e in evaluations], [e.null_score for e in evaluations]),
+            "sampled_k3_chrf_only": auroc(
+                [e.baseline[change]["chrf"] for e in evaluations], [e.null_baseline["chrf"].mean() for e in evaluations]
+            ),
             "greedy_k1": auroc(greedy_pos, [e.greedy_null for e in evaluations]) if greedy_pos else None,
         }
     return {"calibration": calibration, "power": power, "effect_size": effects, "response_auroc": response_auroc}

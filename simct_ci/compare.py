@@ -1,6 +1,14 @@
 """The engine's one entry point: compare a candidate stage's responses with the reference stage's.
 
 responses -> features (features.py) -> response-wise scores (model.py) -> model-wise test (stats.py).
+
+The paired statistic, per prompt: the reference's samples are split into an anchor set A and a held-back
+set B (m samples each), and m candidate samples C are drawn; the classifier scores (A vs C), the cross-stage
+pair, and (A vs B), a same-deployment pair. Their difference, averaged over every such choice, is the
+prompt's statistic. When the candidate is the same deployment, C and B are exchangeable given A, so the
+statistic has mean exactly zero and the t-test over prompts is calibrated whatever the classifier learned;
+and both pairs look like the classifier's training rows (k reference vs k other samples), so it has power.
+This is why the reference stage is queried for 2 x samples responses per prompt.
 """
 
 from __future__ import annotations
@@ -20,7 +28,13 @@ from simct_ci.responses import CLOSED, Prompt
 from simct_ci.stats import ONE_SAMPLE_T, PAIRED_T, t_test_greater
 from simct_ci.verdicts import INCOMPLETE, Comparison, ModelWiseResult, PromptScore
 
-MAX_SPLITS = 256  # every re-split up to 5 samples a side (252); a fixed random subset beyond
+MAX_CHOICES = 256  # every (A, B, C) choice up to 10 reference samples; a fixed random subset beyond
+REFERENCE_FACTOR = 2  # reference samples per candidate sample: an anchor set and a held-back set
+
+
+def reference_samples(samples: int) -> int:
+    """How many responses per prompt the reference stage is asked for."""
+    return REFERENCE_FACTOR * samples
 
 
 @dataclass(frozen=True)
@@ -30,11 +44,24 @@ class GateSettings:
     max_missing_ratio: float = 0.2  # more prompts than this without responses: incomplete, never consistent
 
 
-def signature(test: str, settings: GateSettings, samples: int, model: BundledModel) -> str:
+@dataclass(frozen=True)
+class _Pool:
+    """One prompt's responses, reference first, and the set size m the paired statistic compares."""
+
+    pool: PromptPool
+    n_reference: int
+    set_size: int  # m: 0 when the reference has a single sample (one-sample mode)
+
+    @property
+    def candidate_indices(self) -> range:
+        return range(self.n_reference, self.pool.size)
+
+
+def signature(test: str, settings: GateSettings, samples: int, set_size: int, model: BundledModel) -> str:
     """Every setting that decides the result, sacrebleu-style, so a verdict can be reproduced."""
     return (
-        f"test:{test}|alpha:{settings.alpha:g}|samples:{samples}|features:{FEATURE_SET}"
-        f"|model:{model.info.short}|simct:{__version__}"
+        f"test:{test}|alpha:{settings.alpha:g}|samples:{samples}|sets:{set_size}v{set_size}"
+        f"|features:{FEATURE_SET}|model:{model.info.short}|simct:{__version__}"
     )
 
 
@@ -49,24 +76,36 @@ def compare(
     settings: GateSettings = GateSettings(),
     names: tuple[str, str] = ("reference", "candidate"),
 ) -> Comparison:
-    """Test `candidate` against `reference` (prompt id -> responses, at most `samples` of each are used)."""
+    """Test `candidate` against `reference` (prompt id -> responses).
+
+    Up to `samples` candidate and reference_samples(samples) reference responses per prompt are used.
+    """
     pools, missing = _pools(reference, candidate, prompts, samples)
-    test = PAIRED_T if samples >= 2 else ONE_SAMPLE_T
-    observed, centred = _scores(pools, model, paired=test == PAIRED_T)
+    paired = any(p.set_size for p in pools.values())
+    if paired:  # prompts whose reference has a single sample cannot take part in the paired test
+        missing += [pid for pid, p in pools.items() if not p.set_size]
+        pools = {pid: p for pid, p in pools.items() if p.set_size}
+    test = PAIRED_T if paired else ONE_SAMPLE_T
+    cross, differences = _scores(pools, model, paired)
+    if not paired:
+        null = model.card.null_mean["greedy" if greedy else "sampled"]
+        differences = [score - null for score in cross]
     threshold = model.card.threshold
     scores = tuple(
-        PromptScore(pid, float(p), bool(p >= threshold), None if c is None else float(c))
-        for pid, p, c in zip(pools, observed, centred, strict=True)
+        PromptScore(pid, s, bool(s >= threshold), d if paired else None)
+        for pid, s, d in zip(pools, cross, differences, strict=True)
     )
-    if test == PAIRED_T:
-        differences = [c for c in centred if c is not None]
-    else:
-        null = model.card.null_mean["greedy" if greedy else "sampled"]
-        differences = [p - null for p in observed]
     result = t_test_greater(differences, settings.alpha, test, settings.min_prompts)
     result = _incomplete_if_too_much_missing(result, len(missing), len(prompts), settings)
+    set_size = max((p.set_size for p in pools.values()), default=1) or 1
     return Comparison(
-        names[0], names[1], samples, scores, result, tuple(missing), signature(test, settings, samples, model)
+        names[0],
+        names[1],
+        samples,
+        scores,
+        result,
+        tuple(sorted(missing)),
+        signature(test, settings, samples, set_size, model),
     )
 
 
@@ -75,52 +114,65 @@ def _pools(
     candidate: Mapping[str, Sequence[str]],
     prompts: Sequence[Prompt],
     samples: int,
-) -> tuple[dict[str, tuple[PromptPool, int]], list[str]]:
+) -> tuple[dict[str, _Pool], list[str]]:
     """Pool each prompt's responses, reference first; prompts lacking a side are missing, never consistent."""
-    pools: dict[str, tuple[PromptPool, int]] = {}
+    pools: dict[str, _Pool] = {}
     missing: list[str] = []
     for prompt in prompts:
-        ref = list(reference.get(prompt.id, ()))[:samples]
+        ref = list(reference.get(prompt.id, ()))[: reference_samples(samples)]
         cand = list(candidate.get(prompt.id, ()))[:samples]
         if not ref or not cand:
             missing.append(prompt.id)
             continue
-        pools[prompt.id] = (PromptPool.of([*ref, *cand], closed=prompt.type == CLOSED), len(ref))
+        pool = PromptPool.of([*ref, *cand], closed=prompt.type == CLOSED)
+        pools[prompt.id] = _Pool(pool, len(ref), min(len(ref) // 2, len(cand)))
     return pools, missing
 
 
-def _splits(size: int, n_reference: int, seed: int) -> list[tuple[int, ...]]:
-    """Reference index sets of the re-splits: all of them when affordable, else a fixed random subset."""
-    if math.comb(size, n_reference) <= MAX_SPLITS:
-        return list(itertools.combinations(range(size), n_reference))
+def _choices(pool: _Pool, seed: int) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """(anchor A, held-back B, candidate C) index sets: all of them when affordable, else a fixed random subset."""
+    m, reference = pool.set_size, range(pool.n_reference)
+    everything = (
+        (a, b, c)
+        for a in itertools.combinations(reference, m)
+        for b in itertools.combinations([i for i in reference if i not in a], m)
+        for c in itertools.combinations(pool.candidate_indices, m)
+    )
+    count = (
+        math.comb(pool.n_reference, m)
+        * math.comb(pool.n_reference - m, m)
+        * math.comb(len(pool.candidate_indices), m)
+    )
+    if count <= MAX_CHOICES:
+        return list(everything)
     rng = random.Random(seed)
-    return [tuple(sorted(rng.sample(range(size), n_reference))) for _ in range(MAX_SPLITS)]
+    chosen = []
+    for _ in range(MAX_CHOICES):
+        shuffled = rng.sample(reference, 2 * m)
+        chosen.append((tuple(shuffled[:m]), tuple(shuffled[m:]), tuple(rng.sample(pool.candidate_indices, m))))
+    return chosen
 
 
-def _scores(
-    pools: Mapping[str, tuple[PromptPool, int]], model: BundledModel, paired: bool
-) -> tuple[list[float], list[float | None]]:
-    """Observed-split score per prompt and, when paired, its excess over the mean of all re-splits.
+def _scores(pools: Mapping[str, _Pool], model: BundledModel, paired: bool) -> tuple[list[float], list[float]]:
+    """Per prompt: the mean cross-stage score, and (paired) its excess over the same-deployment score.
 
     All rows of all prompts go through the model in one call: LightGBM's per-call overhead dominates otherwise.
     """
     rows: list[np.ndarray] = []
     spans: list[tuple[int, int]] = []
-    for position, (pool, n_ref) in enumerate(pools.values()):
+    for position, pool in enumerate(pools.values()):
         start = len(rows)
-        observed_split = tuple(range(n_ref))
-        rows.append(split_features(pool, observed_split, range(n_ref, pool.size)))
         if paired:
-            for ref_indices in _splits(pool.size, n_ref, seed=position):
-                cand_indices = [i for i in range(pool.size) if i not in ref_indices]
-                rows.append(split_features(pool, ref_indices, cand_indices))
+            for anchor, held_back, drawn in _choices(pool, seed=position):
+                rows.append(split_features(pool.pool, anchor, drawn))
+                rows.append(split_features(pool.pool, anchor, held_back))
+        else:
+            rows.append(split_features(pool.pool, range(pool.n_reference), pool.candidate_indices))
         spans.append((start, len(rows)))
     scores = model.score(np.vstack(rows)) if rows else np.zeros(0)
-    observed = [float(scores[start]) for start, _ in spans]
-    centred: list[float | None] = [
-        float(scores[start] - scores[start + 1 : end].mean()) if paired else None for start, end in spans
-    ]
-    return observed, centred
+    cross = [float(scores[start:end:2].mean()) if paired else float(scores[start]) for start, end in spans]
+    same = [float(scores[start + 1 : end : 2].mean()) if paired else 0.0 for start, end in spans]
+    return cross, [c - s for c, s in zip(cross, same, strict=True)]
 
 
 def _incomplete_if_too_much_missing(

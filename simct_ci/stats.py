@@ -1,13 +1,12 @@
 """Model-wise tests: one decision for a whole stage from per-prompt statistics.
 
 Both are one-sided Student's t-tests over prompts (prompts are the independent units):
-- PAIRED_T (k >= 2 samples per side): per prompt, the classifier's score of the observed split minus the mean
-  score over every re-split of the pooled samples. When the candidate is the same deployment, the samples are
-  exchangeable, the observed split is a uniformly random one, and this difference has mean exactly 0, so
-  the test is calibrated whatever the classifier does. A different deployment makes the observed split stand out.
-- ONE_SAMPLE_T (k = 1, the paper's setting): the scores against the mean score of same-deployment pairs
-  measured out-of-fold during training. That null comes from other prompts and deployments than yours,
-  so this mode is less rigorous, and the result says so.
+- PAIRED_T (the reference has >= 2 samples per prompt): per prompt, the classifier's cross-stage score minus
+  its same-deployment score on held-back reference samples (see compare.py). Under a same-deployment
+  candidate this difference has mean exactly 0, so the test is calibrated whatever the classifier does.
+- ONE_SAMPLE_T (one reference sample per prompt, the paper's setting): the scores against the mean score of
+  same-deployment pairs measured out-of-fold during training. That null comes from other prompts and
+  deployments than yours, so this mode is less rigorous, and the result says so.
 """
 
 from __future__ import annotations

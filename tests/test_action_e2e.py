@@ -73,10 +73,10 @@ def recorded() -> Recorded:
                 continue
             prompts.append({"id": extra.id, "text": texts[extra.id], "type": "closed" if extra.closed else "open"})
             wanted.add(extra.id)
-            for name, (deployment, first) in STAGES.items():
+            for name, (deployment, first, count) in STAGES.items():
                 stages[name] += [
                     {"prompt_id": extra.id, "prompt": texts[extra.id], "response": text, "sample": sample}
-                    for sample, text in enumerate(extra.responses[deployment][first : first + SAMPLES])
+                    for sample, text in enumerate(extra.responses[deployment][first : first + count])
                 ]
     return Recorded(tuple(prompts), {name: tuple(rows) for name, rows in stages.items()}, SAMPLES)
 

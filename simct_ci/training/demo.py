@@ -1,7 +1,8 @@
 """Build the embedded demo from the dataset: real recorded responses of three stages on held-out prompts.
 
-- bare-metal: the reference deployment (SmolLM2 Q4_1, temperature 0.7), samples 0-2;
-- rerun: the same deployment queried again (samples 3-5): should be consistent;
+- bare-metal: the reference deployment (SmolLM2 Q4_1, temperature 0.7), samples 0-5 (the reference is
+  queried for 2 x samples responses, see compare.py);
+- rerun: the same deployment queried again (samples 6-8): should be consistent;
 - quantized-q2_k: the same model requantized to Q2_K: should be inconsistent.
 Run: python -m simct_ci.training.demo [--prompts 30]
 """
@@ -18,8 +19,13 @@ from simct_ci.training.dataset import PromptResponses, load_prompts
 from simct_ci.training.deployments import REFERENCE
 
 DEMO_DIR = Path("simct_ci/demo")
-STAGES = {"bare-metal": (REFERENCE, 0), "rerun": (REFERENCE, 3), "quantized-q2_k": ("quant-q2_k", 0)}
 SAMPLES = 3
+# stage -> (deployment in the dataset, first sample, how many)
+STAGES = {
+    "bare-metal": (REFERENCE, 0, 2 * SAMPLES),
+    "rerun": (REFERENCE, 2 * SAMPLES, SAMPLES),
+    "quantized-q2_k": ("quant-q2_k", 0, SAMPLES),
+}
 
 CONFIG = """\
 # The embedded demo: recorded responses of real llama.cpp deployments (see data/DATA_CARD.md).
@@ -37,11 +43,13 @@ gate: {alpha: 0.05, min_prompts: 10}
 """
 
 
-def _stage_rows(prompts: list[PromptResponses], deployment: str, first: int, texts: dict[str, str]) -> list[Response]:
+def _stage_rows(
+    prompts: list[PromptResponses], deployment: str, first: int, count: int, texts: dict[str, str]
+) -> list[Response]:
     return [
         Response(p.id, texts[p.id], p.responses[deployment][first + sample], sample)
         for p in prompts
-        for sample in range(SAMPLES)
+        for sample in range(count)
     ]
 
 
@@ -57,8 +65,8 @@ def main() -> None:
         for p in prompts:
             row = {"id": p.id, "text": texts[p.id], "type": "closed" if p.closed else "open"}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    for stage, (deployment, first) in STAGES.items():
-        write_recorded(DEMO_DIR / f"{stage}.jsonl", _stage_rows(prompts, deployment, first, texts))
+    for stage, (deployment, first, count) in STAGES.items():
+        write_recorded(DEMO_DIR / f"{stage}.jsonl", _stage_rows(prompts, deployment, first, count, texts))
     (DEMO_DIR / "simct.yml").write_text(CONFIG, encoding="utf-8")
     print(f"demo: {len(prompts)} prompts in {DEMO_DIR}")
 

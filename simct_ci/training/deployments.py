@@ -63,7 +63,7 @@ CHANGES: tuple[Deployment, ...] = (
 # Decoding-parameter changes mean nothing under greedy decoding, so they have no greedy twin.
 _SAMPLING_ONLY = {"temperature-1.0", "top-p-0.8"}
 
-REFERENCE_SAMPLES = 6  # pooled and split 3/3 for the calibration benchmark
+REFERENCE_SAMPLES = 9  # 6 for the reference (2 x samples) + 3 for a same-deployment candidate; also pooled 3/3
 CHANGE_SAMPLES = 3
 GREEDY_REFERENCE_RUNS = 2  # a rerun shows whether greedy decoding is deterministic here
 
