@@ -24,7 +24,6 @@ from simct_ci.model import BUNDLED_DIR, CARD_FILE, MODEL_FILE
 from simct_ci.training.dataset import (
     ALL_CHANGES,
     PACKED,
-    PromptResponses,
     Row,
     build_rows,
     counts,
@@ -34,7 +33,8 @@ from simct_ci.training.dataset import (
 from simct_ci.training.deployments import REFERENCE
 
 MODEL_VERSION = "1.0.0"
-THRESHOLD = 0.5  # classes are balanced by weight, so 0.5 is the point of equal odds
+PROMPT_FALSE_ALARM = 0.05  # response-wise: share of same-deployment prompts flagged inconsistent
+SAMPLES = 3  # the default samples per prompt, the setting the response-wise threshold is set for
 PARAMS = {
     "objective": "binary",
     "learning_rate": 0.05,
@@ -84,8 +84,8 @@ def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
     return float(mannwhitneyu(positive, negative).statistic / (len(positive) * len(negative)))
 
 
-def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    predicted = scores >= THRESHOLD
+def classification_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    predicted = scores >= threshold
     true_pos = int((predicted & (labels == 1)).sum())
     precision = true_pos / max(int(predicted.sum()), 1)
     recall = true_pos / max(int((labels == 1).sum()), 1)
@@ -97,7 +97,7 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, 
     }
 
 
-def per_change_metrics(booster, rows: Sequence[Row], changes: Iterable[str]) -> dict[str, dict]:
+def per_change_metrics(booster, rows: Sequence[Row], changes: Iterable[str], threshold: float) -> dict[str, dict]:
     """Each change against the same-deployment rows of the same setting, on held-out prompts."""
     scores = booster.predict(np.vstack([r.features for r in rows]))
     table: dict[str, dict] = {}
@@ -110,34 +110,41 @@ def per_change_metrics(booster, rows: Sequence[Row], changes: Iterable[str]) -> 
                 continue
             chosen = np.array(null + changed)
             labels = np.array([rows[i].label for i in chosen])
-            table[f"{change} k={setting[0]} {setting[1]}"] = classification_metrics(scores[chosen], labels)
+            table[f"{change} k={setting[0]} {setting[1]}"] = classification_metrics(scores[chosen], labels, threshold)
     return table
 
 
-def out_of_fold_null_means(prompts: Sequence[PromptResponses], folds: int = 5) -> dict[str, float]:
-    """Mean score of same-deployment pairs (k = 1) on prompts the model did not see: the one-sample test's null."""
-    groups = sorted({p.group for p in prompts})
-    collected: dict[str, list[float]] = {"sampled": [], "greedy": []}
+def out_of_fold_null_scores(rows: Sequence[Row], folds: int = 5) -> dict[tuple[int, str], list[float]]:
+    """Scores of same-deployment rows on prompt groups the model did not see, by (samples, decoding)."""
+    groups = sorted({r.group for r in rows})
+    collected: dict[tuple[int, str], list[float]] = {}
     for fold in range(folds):
         held = {g for i, g in enumerate(groups) if i % folds == fold}
         if not held or held == set(groups):
             continue
-        booster = fit(build_rows([p for p in prompts if p.group not in held], ALL_CHANGES))
-        rows = [
-            r
-            for r in build_rows([p for p in prompts if p.group in held], ALL_CHANGES)
-            if r.samples == 1 and r.change == REFERENCE
-        ]
-        for row, score in zip(rows, booster.predict(np.vstack([r.features for r in rows])), strict=True):
-            collected[row.decoding].append(float(score))
-    return {decoding: round(float(np.mean(values)), 6) for decoding, values in collected.items()}
+        booster = fit([r for r in rows if r.group not in held])
+        null = [r for r in rows if r.group in held and r.change == REFERENCE]
+        for row, score in zip(null, booster.predict(np.vstack([r.features for r in null])), strict=True):
+            collected.setdefault((row.samples, row.decoding), []).append(float(score))
+    return collected
 
 
-def leave_one_change_out(train: Sequence[PromptResponses], held_out: Sequence[PromptResponses]) -> dict[str, dict]:
+def null_means(scores: dict[tuple[int, str], list[float]]) -> dict[str, float]:
+    """The one-sample test's null: mean same-deployment score at one sample per side."""
+    return {decoding: round(float(np.mean(scores[(1, decoding)])), 6) for decoding in ("sampled", "greedy")}
+
+
+def response_threshold(scores: dict[tuple[int, str], list[float]]) -> float:
+    """Flag a prompt when its score exceeds 95% of same-deployment prompts: a 5% per-prompt false alarm rate."""
+    return round(float(np.quantile(scores[(SAMPLES, "sampled")], 1 - PROMPT_FALSE_ALARM)), 6)
+
+
+def leave_one_change_out(train_rows: Sequence[Row], held_out_rows: Sequence[Row], threshold: float) -> dict[str, dict]:
     table: dict[str, dict] = {}
     for change in ALL_CHANGES:
-        booster = fit(build_rows(train, [c for c in ALL_CHANGES if c != change]))
-        table.update(per_change_metrics(booster, build_rows(held_out, [change], seed=1), [change]))
+        booster = fit([r for r in train_rows if r.change != change])
+        rows = [r for r in held_out_rows if r.change in (change, REFERENCE)]
+        table.update(per_change_metrics(booster, rows, [change], threshold))
     return table
 
 
@@ -159,17 +166,22 @@ def main() -> None:
     held_out = [p for p in prompts if p.split == "eval"]
     print(f"{len(prompts)} complete prompts: {counts(prompts)}")
     train_rows = build_rows(train, ALL_CHANGES)
+    held_out_rows = build_rows(held_out, ALL_CHANGES, seed=1)
     booster = fit(train_rows)
-    held_out_metrics = per_change_metrics(booster, build_rows(held_out, ALL_CHANGES, seed=1), ALL_CHANGES)
-    loco = {} if args.skip_loco else leave_one_change_out(train, held_out)
+    null_scores = out_of_fold_null_scores(train_rows)
+    threshold = response_threshold(null_scores)
+    held_out_metrics = per_change_metrics(booster, held_out_rows, ALL_CHANGES, threshold)
+    loco = {} if args.skip_loco else leave_one_change_out(train_rows, held_out_rows, threshold)
     card = {
         "name": "simct-lgbm",
         "version": MODEL_VERSION,
         "created": dt.date.today().isoformat(),
         "feature_set": FEATURE_SET,
         "features": list(FEATURE_NAMES),
-        "threshold": THRESHOLD,
-        "null_mean": out_of_fold_null_means(train),
+        "threshold": threshold,
+        "threshold_rule": f"{1 - PROMPT_FALSE_ALARM:.0%} quantile of out-of-fold same-deployment scores, "
+        f"{SAMPLES} samples per side, sampled decoding",
+        "null_mean": null_means(null_scores),
         "model_sha256": "",
         "training_data": {
             "file": str(PACKED),
