@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import sacrebleu
@@ -73,6 +79,46 @@ def test_chinese_is_tokenized_per_character_and_mixed_text_keeps_words() -> None
 def test_tokenization_is_deterministic() -> None:
     text = "Deterministic: 同样的输入 gives the same tokens, every time."
     assert all(tokenize(text) == tokenize(text) for _ in range(5))
+
+
+def test_tokens_with_the_same_bytes_in_different_widths_do_not_match() -> None:
+    """CPython hashes "of" (two 1-byte characters) and "景" (one 2-byte character, U+666F) alike."""
+    a, b = "of the", "景 the"
+    values = pair_similarities(ResponseStats.of(a), ResponseStats.of(b))
+    scorer = rouge_scorer.RougeScorer(["rouge1"], tokenizer=_SpaceTokenizer())
+    assert _metric(values, "rouge1") == pytest.approx(scorer.score(a, b)["rouge1"].fmeasure, abs=1e-9)
+    assert _metric(values, "rouge1") == 0.5
+
+
+def _exact_metrics(pairs: list[tuple[str, str]]) -> list[list[str]]:
+    """Every metric of every pair, as exact hex floats."""
+    return [[v.hex() for v in pair_similarities(ResponseStats.of(a), ResponseStats.of(b)).tolist()] for a, b in pairs]
+
+
+_SALT_SCRIPT = """
+import json, sys
+from tests.test_features import _exact_metrics
+print(json.dumps(_exact_metrics(json.loads(sys.stdin.read()))))
+"""
+
+
+def test_metrics_do_not_depend_on_the_str_hash_salt() -> None:
+    """Token keys come from Python's salted str hash; only their equality may matter, never their values."""
+    pairs = [*PAIRS, ("of the 景", "景 of the"), ("a a a b", "a b a a b")]
+    here = _exact_metrics(pairs)
+    root = Path(__file__).resolve().parent.parent
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        done = subprocess.run(
+            [sys.executable, "-c", _SALT_SCRIPT],
+            input=json.dumps(pairs),
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=root,
+            check=True,
+        )
+        assert json.loads(done.stdout) == here
 
 
 def test_pair_metrics_are_symmetric_and_bounded() -> None:
