@@ -26,19 +26,22 @@ from rapidfuzz.distance import LCSseq, Levenshtein
 from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.chrf import CHRF
 
-FEATURE_SET = "v1"
+FEATURE_SET = "v2"
 BLEU_ORDER = 4
 CHRF_CHAR_ORDER = 6
 
 # Symmetric pair metrics; asymmetric ones (BLEU, chrF) are averaged over both directions so that a pair
 # scores the same whichever side it is seen from.
-METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "edit_sim", "length_ratio", "exact_match")
-_AGGREGATES = ("cross", "within_ref", "within_cand", "gap")
+METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "edit_sim", "length_ratio", "exact_match", "prefix")
+# diversity_shift (within_cand - within_ref) tells a sampling change (temperature, top-p) from a content change.
+_AGGREGATES = ("cross", "within_ref", "within_cand", "gap", "diversity_shift")
+# Per-response style measures compared between the sides, signed and absolute: a change the model never saw
+# in training (say, shorter answers) still shows as a large absolute shift.
+_STYLES = ("log_len", "repetition", "log_lines")
+PREFIX_TOKENS = 8  # how many leading tokens the prefix metric compares: openers are a deployment's fingerprint
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"{aggregate}_{metric}" for aggregate in _AGGREGATES for metric in METRICS),
-    "log_len_ref",
-    "log_len_cand",
-    "log_len_shift",
+    *(f"{style}_{part}" for style in _STYLES for part in ("ref", "cand", "shift", "abs_shift")),
     "cjk_share",
     "closed_query",
 )
@@ -68,6 +71,8 @@ class ResponseStats:
     word_totals: tuple[int, ...]  # word n-grams of orders 1..BLEU_ORDER, repeats included
     char_totals: tuple[int, ...]  # character n-grams of orders 1..CHRF_CHAR_ORDER, whitespace removed
     cjk_share: float
+    repetition: float  # share of the response's word bigrams that repeat an earlier one (degenerate loops)
+    log_lines: float  # log(1 + newlines): lists and paragraphs versus one block
 
     @classmethod
     def of(cls, text: str) -> ResponseStats:
@@ -75,6 +80,10 @@ class ResponseStats:
         # chrF's default drops all whitespace before taking character n-grams (sacrebleu: include_whitespace=False)
         chars = "".join(text.split())
         keys, counts = _distinct_counts(_ngram_keys(tokens, chars))
+        bigrams = _totals(len(tokens), BLEU_ORDER)[1]
+        # Padding keys carry every kind's tag too, with count 0: only counted keys are bigrams.
+        bigram_keys = (keys & _KIND_MASK) == _KIND_TAGS[_WORD_BIGRAM_KIND]
+        distinct_bigrams = int(np.count_nonzero(bigram_keys & (counts > 0)))
         return cls(
             text=text,
             tokens=tokens,
@@ -83,10 +92,12 @@ class ResponseStats:
             word_totals=_totals(len(tokens), BLEU_ORDER),
             char_totals=_totals(len(chars), CHRF_CHAR_ORDER),
             cjk_share=0.0 if text.isascii() else len(_CJK_CHAR.findall(text)) / len(text),
+            repetition=1.0 - distinct_bigrams / bigrams if bigrams else 0.0,
+            log_lines=math.log1p(text.count("\n")),
         )
 
     @property
-    def log_length(self) -> float:
+    def log_len(self) -> float:
         return math.log1p(len(self.tokens))
 
 
@@ -118,6 +129,7 @@ _HASH_BITS = np.uint64(64 - _KIND_BITS)
 _KIND_SLOTS = 1 << _KIND_BITS
 _KIND_TAGS = np.arange(_KIND_SLOTS, dtype=np.uint64) << _HASH_BITS
 _KIND_MASK = _KIND_TAGS[-1]  # the top 4 bits
+_WORD_BIGRAM_KIND = 2  # kinds interleave word and character orders: word order n is kind 2 * (n - 1)
 _WORD_TAGS = _KIND_TAGS[0 : 2 * _ORDERS : 2, np.newaxis]
 _CHAR_TAGS = _KIND_TAGS[1 : 2 * _ORDERS : 2, np.newaxis]
 # Multiplying by an odd constant spreads code points over all 64 bits, injectively; the rolling step (times an
@@ -258,8 +270,20 @@ def pair_similarities(a: ResponseStats, b: ResponseStats) -> np.ndarray:
             Levenshtein.normalized_similarity(a.text, b.text),
             min(len(a.tokens), len(b.tokens)) / longest if longest else 1.0,
             0.0,
+            _prefix_similarity(a.tokens, b.tokens),
         ]
     )
+
+
+def _prefix_similarity(a: tuple[str, ...], b: tuple[str, ...]) -> float:
+    """Share of the first PREFIX_TOKENS tokens the two responses have in common before they part."""
+    span = min(PREFIX_TOKENS, len(a), len(b))
+    if span == 0:
+        return 1.0 if len(a) == len(b) else 0.0
+    common = 0
+    while common < span and a[common] == b[common]:
+        common += 1
+    return common / span
 
 
 @dataclass(frozen=True)
@@ -311,17 +335,14 @@ def split_features(pool: PromptPool, reference: Sequence[int], candidate: Sequen
     within_ref = _mean_over(pool.similarity, ref, ref, same_side=True)
     within_cand = _mean_over(pool.similarity, cand, cand, same_side=True)
     within = _nan_mean(within_ref, within_cand)
-    log_len_ref = float(np.mean([pool.stats[i].log_length for i in ref]))
-    log_len_cand = float(np.mean([pool.stats[i].log_length for i in cand]))
+    styles = []
+    for style in _STYLES:
+        on_ref = float(np.mean([getattr(pool.stats[i], style) for i in ref]))
+        on_cand = float(np.mean([getattr(pool.stats[i], style) for i in cand]))
+        styles += [on_ref, on_cand, on_cand - on_ref, abs(on_cand - on_ref)]
     cjk = float(np.mean([s.cjk_share for s in pool.stats]))
     return np.concatenate(
-        [
-            cross,
-            within_ref,
-            within_cand,
-            cross - within,
-            [log_len_ref, log_len_cand, log_len_cand - log_len_ref, cjk, float(pool.closed)],
-        ]
+        [cross, within_ref, within_cand, cross - within, within_cand - within_ref, styles, [cjk, float(pool.closed)]]
     )
 
 

@@ -161,3 +161,29 @@ def test_split_features_reuse_the_pool_for_any_split() -> None:
     cross = FEATURE_NAMES.index("cross_chrf")
     assert observed[cross] == pytest.approx(swapped[cross])
     assert observed[FEATURE_NAMES.index("log_len_shift")] == pytest.approx(0.0)
+
+
+def test_prefix_similarity_measures_shared_openers() -> None:
+    same_opener = pair_similarities(
+        ResponseStats.of("To synthesize HCl, first gather the materials."),
+        ResponseStats.of("To synthesize HCl, you need a chemistry lab."),
+    )
+    other_opener = pair_similarities(
+        ResponseStats.of("1. Gather the materials to synthesize HCl."),
+        ResponseStats.of("To synthesize HCl, you need a chemistry lab."),
+    )
+    assert _metric(same_opener, "prefix") == pytest.approx(4 / 8)
+    assert _metric(other_opener, "prefix") == 0.0
+
+
+def test_repetition_and_line_features_describe_style() -> None:
+    looping = ResponseStats.of("the cat the cat the cat the cat")
+    varied = ResponseStats.of("the cat sat on the mat today")
+    assert looping.repetition == pytest.approx(1 - 2 / 7)  # 7 bigrams, 2 distinct: (the, cat), (cat, the)
+    assert varied.repetition == 0.0
+    assert ResponseStats.of("one\ntwo\nthree").log_lines == pytest.approx(np.log1p(2))
+    row = observed_features(["the cat sat on the mat"] * 2, ["the cat the cat the cat the cat"] * 2, closed=False)
+    assert row[FEATURE_NAMES.index("repetition_shift")] > 0
+    assert row[FEATURE_NAMES.index("repetition_abs_shift")] == pytest.approx(
+        row[FEATURE_NAMES.index("repetition_shift")]
+    )
