@@ -2,7 +2,7 @@
 file and line, as a SimctError (exit 2) -- never a traceback, never the API key.
 
 Each case starts from the issue's valid example and breaks one thing. `observe()` is also what
-docs/reliability/config.md was generated from, so the table there shows real messages.
+docs/reliability.md (Bad config) was generated from, so the table there shows real messages.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ VALID_FILES: dict[str, bytes] = {
 
 @dataclass(frozen=True)
 class Edit:
-    """One change to the valid config, and how it reads in docs/reliability/config.md."""
+    """One change to the valid config, and how it reads in docs/reliability.md (Bad config)."""
 
     description: str
     apply: Callable[[dict], None]
