@@ -24,17 +24,12 @@ import numpy as np
 from simct_ci import __version__
 from simct_ci.features import FEATURE_SET, PromptPool, split_features
 from simct_ci.model import BundledModel
+from simct_ci.protocol import reference_samples
 from simct_ci.responses import CLOSED, Prompt
 from simct_ci.stats import ONE_SAMPLE_T, PAIRED_T, t_test_greater
 from simct_ci.verdicts import INCOMPLETE, Comparison, ModelWiseResult, PromptScore
 
 MAX_CHOICES = 256  # every (A, B, C) choice up to 10 reference samples; a fixed random subset beyond
-REFERENCE_FACTOR = 2  # reference samples per candidate sample: an anchor set and a held-back set
-
-
-def reference_samples(samples: int) -> int:
-    """How many responses per prompt the reference stage is asked for."""
-    return REFERENCE_FACTOR * samples
 
 
 @dataclass(frozen=True)
@@ -139,9 +134,7 @@ def _choices(pool: _Pool, seed: int) -> list[tuple[tuple[int, ...], tuple[int, .
         for c in itertools.combinations(pool.candidate_indices, m)
     )
     count = (
-        math.comb(pool.n_reference, m)
-        * math.comb(pool.n_reference - m, m)
-        * math.comb(len(pool.candidate_indices), m)
+        math.comb(pool.n_reference, m) * math.comb(pool.n_reference - m, m) * math.comb(len(pool.candidate_indices), m)
     )
     if count <= MAX_CHOICES:
         return list(everything)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from simct_ci.report import Report, render_summary, write_report_files
 from simct_ci.verdicts import CONSISTENT, INCONSISTENT
 
 _STYLE = {CONSISTENT: "green", INCONSISTENT: "bold red"}
+LOG_WIDTH = 120
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,8 @@ class ReportPaths:
 
 def write_and_show(report: Report, out_dir: Path, console: Console | None = None) -> ReportPaths:
     json_path, markdown_path = write_report_files(report, out_dir, markdown=render_summary(report, run_url=None))
-    console = console or Console(highlight=False)
+    # Without a terminal rich assumes 80 columns and cuts stage names and verdicts in CI logs.
+    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else LOG_WIDTH)
     console.print(verdict_table(report))
     for stage in report.stages:
         if stage.comparison.model_wise.note:

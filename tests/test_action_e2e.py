@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from simct_ci.protocol import reference_samples
 from tests.support.fake_github import PR_NUMBER, FakeGitHub
 from tests.support.fault_server import FaultServer, echo_auth, ok
 from tests.support.runner import REPO, ActionRun, action_metadata, pull_request_event, run_action
@@ -268,7 +269,8 @@ def test_every_stage_responses_are_in_the_output_dir(two_runs: TwoRuns) -> None:
     data = recorded()
     for stage in (REFERENCE, "rerun", INCONSISTENT):
         rows = _jsonl(out / "responses" / f"{stage}.jsonl")
-        assert len(rows) == len(data.prompts) * data.samples
+        per_prompt = reference_samples(data.samples) if stage == REFERENCE else data.samples
+        assert len(rows) == len(data.prompts) * per_prompt
         assert sorted((r["prompt_id"], r["sample"], r["response"]) for r in rows) == sorted(
             (r["prompt_id"], r["sample"], r["response"]) for r in data.stages[stage]
         )
