@@ -41,15 +41,20 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class _Pool:
-    """One prompt's responses, reference first, and the set size m the paired statistic compares."""
+    """One prompt's responses, reference first, and the set size m the paired statistic compares.
 
-    pool: PromptPool
+    Only texts are held: the similarity pool is built when the prompt is scored and dropped right after, so
+    memory stays flat however many prompts a run has.
+    """
+
+    texts: tuple[str, ...]
+    closed: bool
     n_reference: int
     set_size: int  # m: 0 when the reference has a single sample (one-sample mode)
 
     @property
     def candidate_indices(self) -> range:
-        return range(self.n_reference, self.pool.size)
+        return range(self.n_reference, len(self.texts))
 
 
 def signature(test: str, settings: GateSettings, samples: int, set_size: int, model: BundledModel) -> str:
@@ -119,8 +124,7 @@ def _pools(
         if not ref or not cand:
             missing.append(prompt.id)
             continue
-        pool = PromptPool.of([*ref, *cand], closed=prompt.type == CLOSED)
-        pools[prompt.id] = _Pool(pool, len(ref), min(len(ref) // 2, len(cand)))
+        pools[prompt.id] = _Pool((*ref, *cand), prompt.type == CLOSED, len(ref), min(len(ref) // 2, len(cand)))
     return pools, missing
 
 
@@ -155,12 +159,13 @@ def _scores(pools: Mapping[str, _Pool], model: BundledModel, paired: bool) -> tu
     spans: list[tuple[int, int]] = []
     for position, pool in enumerate(pools.values()):
         start = len(rows)
+        similarity = PromptPool.of(pool.texts, pool.closed)
         if paired:
             for anchor, held_back, drawn in _choices(pool, seed=position):
-                rows.append(split_features(pool.pool, anchor, drawn))
-                rows.append(split_features(pool.pool, anchor, held_back))
+                rows.append(split_features(similarity, anchor, drawn))
+                rows.append(split_features(similarity, anchor, held_back))
         else:
-            rows.append(split_features(pool.pool, range(pool.n_reference), pool.candidate_indices))
+            rows.append(split_features(similarity, range(pool.n_reference), pool.candidate_indices))
         spans.append((start, len(rows)))
     scores = model.score(np.vstack(rows)) if rows else np.zeros(0)
     cross = [float(scores[start:end:2].mean()) if paired else float(scores[start]) for start, end in spans]
