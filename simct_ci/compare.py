@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simct_ci import __version__
-from simct_ci.features import FEATURE_SET, PromptPool, split_features
+from simct_ci.features import FEATURE_SET, PromptPool, split_features, split_features_batch
 from simct_ci.model import BundledModel
 from simct_ci.protocol import reference_samples
 from simct_ci.responses import CLOSED, Prompt
@@ -155,21 +155,26 @@ def _scores(pools: Mapping[str, _Pool], model: BundledModel, paired: bool) -> tu
 
     All rows of all prompts go through the model in one call: LightGBM's per-call overhead dominates otherwise.
     """
-    rows: list[np.ndarray] = []
-    spans: list[tuple[int, int]] = []
+    blocks: list[np.ndarray] = []
+    spans: list[tuple[int, int, int]] = []  # per prompt: cross rows [start, middle), same-deployment [middle, end)
+    start = 0
     for position, pool in enumerate(pools.values()):
-        start = len(rows)
         similarity = PromptPool.of(pool.texts, pool.closed)
         if paired:
-            for anchor, held_back, drawn in _choices(pool, seed=position):
-                rows.append(split_features(similarity, anchor, drawn))
-                rows.append(split_features(similarity, anchor, held_back))
+            anchors, held_back, drawn = (np.array(side) for side in zip(*_choices(pool, seed=position), strict=True))
+            blocks += [
+                split_features_batch(similarity, anchors, drawn),
+                split_features_batch(similarity, anchors, held_back),
+            ]
+            middle, end = start + len(anchors), start + 2 * len(anchors)
         else:
-            rows.append(split_features(similarity, range(pool.n_reference), pool.candidate_indices))
-        spans.append((start, len(rows)))
-    scores = model.score(np.vstack(rows)) if rows else np.zeros(0)
-    cross = [float(scores[start:end:2].mean()) if paired else float(scores[start]) for start, end in spans]
-    same = [float(scores[start + 1 : end : 2].mean()) if paired else 0.0 for start, end in spans]
+            blocks.append(split_features(similarity, range(pool.n_reference), pool.candidate_indices)[None, :])
+            middle = end = start + 1
+        spans.append((start, middle, end))
+        start = end
+    scores = model.score(np.vstack(blocks)) if blocks else np.zeros(0)
+    cross = [float(scores[start:middle].mean()) for start, middle, _ in spans]
+    same = [float(scores[middle:end].mean()) if end > middle else 0.0 for _, middle, end in spans]
     return cross, [c - s for c, s in zip(cross, same, strict=True)]
 
 

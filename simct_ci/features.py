@@ -291,8 +291,10 @@ class PromptPool:
     """One prompt's pooled responses (reference samples first) and the similarity of every pair."""
 
     stats: tuple[ResponseStats, ...]
-    similarity: np.ndarray  # (n, n, len(METRICS)), symmetric; the diagonal is never read
+    similarity: np.ndarray  # (n, n, len(METRICS)), symmetric; the diagonal holds ones (a sample against itself)
     closed: bool
+    styles: np.ndarray  # (n, len(_STYLES)): each response's style measures
+    cjk_share: float  # over every response of the prompt
 
     @classmethod
     def of(cls, texts: Sequence[str], closed: bool) -> PromptPool:
@@ -302,48 +304,55 @@ class PromptPool:
         for i in range(n):
             for j in range(i + 1, n):
                 similarity[i, j] = similarity[j, i] = pair_similarities(stats[i], stats[j])
-        return cls(stats, similarity, closed)
+        styles = np.array([[getattr(stat, style) for style in _STYLES] for stat in stats]).reshape(n, len(_STYLES))
+        cjk = float(np.mean([stat.cjk_share for stat in stats])) if stats else 0.0
+        return cls(stats, similarity, closed, styles, cjk)
 
     @property
     def size(self) -> int:
         return len(self.stats)
 
 
-def _mean_over(similarity: np.ndarray, rows: np.ndarray, cols: np.ndarray, same_side: bool) -> np.ndarray:
-    block = similarity[np.ix_(rows, cols)]
-    if not same_side:
-        return block.mean(axis=(0, 1))
-    if len(rows) < 2:
-        return np.full(len(METRICS), np.nan)
-    upper = np.triu_indices(len(rows), k=1)
-    return block[upper].mean(axis=0)
+def _within(similarity: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """Mean similarity over the pairs inside each row's side, (splits, METRICS); NaN for one-sample sides."""
+    size = sides.shape[1]
+    if size < 2:
+        return np.full((len(sides), similarity.shape[2]), np.nan)
+    first, second = np.triu_indices(size, k=1)
+    return similarity[sides[:, first], sides[:, second]].mean(axis=1)
 
 
 def _nan_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Element-wise mean of the values that exist; NaN where neither does (one sample per side)."""
-    stacked = np.vstack([a, b])
-    present = ~np.isnan(stacked)
-    counts = present.sum(axis=0)
-    totals = np.where(present, stacked, 0.0).sum(axis=0)
+    present_a, present_b = ~np.isnan(a), ~np.isnan(b)
+    counts = present_a.astype(float) + present_b
+    totals = np.where(present_a, a, 0.0) + np.where(present_b, b, 0.0)
     return np.divide(totals, counts, out=np.full(a.shape, np.nan), where=counts > 0)
+
+
+def split_features_batch(pool: PromptPool, references: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """FEATURE_NAMES rows, one per split: references (splits, m) and candidates (splits, k) index the pool.
+
+    One numpy pass over every split of a prompt: the paired test scores dozens of splits per prompt.
+    """
+    references, candidates = np.asarray(references), np.asarray(candidates)
+    similarity = pool.similarity
+    cross = similarity[references[:, :, None], candidates[:, None, :]].mean(axis=(1, 2))
+    within_ref, within_cand = _within(similarity, references), _within(similarity, candidates)
+    within = _nan_mean(within_ref, within_cand)
+    styles = pool.styles
+    on_ref, on_cand = styles[references].mean(axis=1), styles[candidates].mean(axis=1)
+    shift = on_cand - on_ref
+    style_columns = np.stack([on_ref, on_cand, shift, np.abs(shift)], axis=2).reshape(len(references), -1)
+    constants = np.broadcast_to([pool.cjk_share, float(pool.closed)], (len(references), 2))
+    return np.hstack(
+        [cross, within_ref, within_cand, cross - within, within_cand - within_ref, style_columns, constants]
+    )
 
 
 def split_features(pool: PromptPool, reference: Sequence[int], candidate: Sequence[int]) -> np.ndarray:
     """The FEATURE_NAMES row for one split of the pool into reference and candidate samples."""
-    ref, cand = np.asarray(reference), np.asarray(candidate)
-    cross = _mean_over(pool.similarity, ref, cand, same_side=False)
-    within_ref = _mean_over(pool.similarity, ref, ref, same_side=True)
-    within_cand = _mean_over(pool.similarity, cand, cand, same_side=True)
-    within = _nan_mean(within_ref, within_cand)
-    styles = []
-    for style in _STYLES:
-        on_ref = float(np.mean([getattr(pool.stats[i], style) for i in ref]))
-        on_cand = float(np.mean([getattr(pool.stats[i], style) for i in cand]))
-        styles += [on_ref, on_cand, on_cand - on_ref, abs(on_cand - on_ref)]
-    cjk = float(np.mean([s.cjk_share for s in pool.stats]))
-    return np.concatenate(
-        [cross, within_ref, within_cand, cross - within, within_cand - within_ref, styles, [cjk, float(pool.closed)]]
-    )
+    return split_features_batch(pool, np.asarray([list(reference)]), np.asarray([list(candidate)]))[0]
 
 
 def observed_features(reference: Sequence[str], candidate: Sequence[str], closed: bool) -> np.ndarray:

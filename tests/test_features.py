@@ -21,6 +21,7 @@ from simct_ci.features import (
     observed_features,
     pair_similarities,
     split_features,
+    split_features_batch,
     tokenize,
 )
 
@@ -187,3 +188,13 @@ def test_repetition_and_line_features_describe_style() -> None:
     assert row[FEATURE_NAMES.index("repetition_abs_shift")] == pytest.approx(
         row[FEATURE_NAMES.index("repetition_shift")]
     )
+
+
+def test_batched_split_features_equal_one_split_at_a_time() -> None:
+    texts = ["one two three", "one two four", "five six", "one seven", "two three four five", "six"]
+    pool = PromptPool.of(texts, closed=False)
+    references = np.array([[0, 1], [2, 3], [4, 4], [5, 0]])
+    candidates = np.array([[2, 3], [0, 1], [1, 5], [3, 2]])
+    batch = split_features_batch(pool, references, candidates)
+    for row, ref, cand in zip(batch, references, candidates, strict=True):
+        np.testing.assert_array_equal(row, split_features(pool, list(ref), list(cand)))
