@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import REPO, environment, run_child, save
-from simct_ci.pipeline import REFERENCE_FACTOR
+from simct_ci.protocol import REFERENCE_FACTOR
 
 SIZES = (1_000, 2_000, 5_000, 10_000)
 SAMPLES = 3
