@@ -26,7 +26,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simct_ci.features import FEATURE_NAMES
+from simct_ci.features import FEATURE_NAMES, split_features_batch
 from simct_ci.model import BundledModel
 from simct_ci.training.dataset import (
     ALL_CHANGES,
@@ -52,14 +52,21 @@ DOC = Path("docs/engine-benchmark.md")
 class PromptEval:
     """Per-prompt statistics for every way the benchmark may draw this prompt's samples."""
 
-    null_statistic: np.ndarray  # the product's statistic for each ordered 3/3 split of the 6 reference samples
-    null_score: float  # mean same-deployment score (A vs B over the 20 splits): a response-wise negative
-    null_baseline: dict[str, np.ndarray]  # per split, single-metric statistic
-    statistic: dict[str, float] = field(default_factory=dict)  # change -> d with 6 reference samples, m = 3
+    # Calibration, the issue's protocol: 6 same-deployment samples split 3/3 (reference 3, so sets of 1v1).
+    null_protocol: np.ndarray
+    null_protocol_baseline: dict[str, np.ndarray]
+    # Calibration of the product's default: reference 6, same-deployment candidate 3, drawn from 9 samples.
+    null_default: np.ndarray
+    null_default_baseline: dict[str, np.ndarray]
+    null_score: float  # mean cross-stage score of a same-deployment candidate: a response-wise negative
+    statistic: dict[str, float] = field(default_factory=dict)  # change -> d with 6 reference samples, sets 3v3
     score: dict[str, float] = field(default_factory=dict)  # change -> mean cross-stage score (response-wise)
     baseline: dict[str, dict[str, float]] = field(default_factory=dict)
     greedy_null: float = float("nan")
     greedy_score: dict[str, float] = field(default_factory=dict)
+
+
+PROTOCOL_POOL = 6  # the issue's calibration protocol pools 6 samples of one deployment
 
 
 def _metric(features: np.ndarray, metric: str) -> np.ndarray:
@@ -78,30 +85,36 @@ def _paired(rows: PromptRows, reference: Sequence[int], candidate: Sequence[int]
         for b in itertools.combinations([i for i in reference if i not in a], m)
         for c in itertools.combinations(candidate, m)
     ]
-    cross = np.vstack([rows.row(list(a), list(c), 0, "", "").features for a, _, c in choices])
-    same = np.vstack([rows.row(list(a), list(b), 0, "", "").features for a, b, _ in choices])
+    anchors, held_back, drawn = (np.array(side) for side in zip(*choices, strict=True))
+    cross = split_features_batch(rows.pool, anchors, drawn)
+    same = split_features_batch(rows.pool, anchors, held_back)
     s_cross, s_same = model.predict(cross), model.predict(same)
     baseline = {metric: float((_metric(same, metric) - _metric(cross, metric)).mean()) for metric in BASELINE_METRICS}
     return float(s_cross.mean() - s_same.mean()), float(s_cross.mean()), baseline
 
 
-def evaluate_prompt(rows: PromptRows, null_model, change_models: dict) -> PromptEval:
-    reference = rows.indices(REFERENCE)
-    null_stats, null_scores, null_base = [], [], {m: [] for m in BASELINE_METRICS}
-    for ref in itertools.permutations(reference, K):  # ordered 3/3 splits, as a random split would draw them
-        if list(ref) != sorted(ref):
-            continue
-        cand = [i for i in reference if i not in ref]
-        d, score, base = _paired(rows, list(ref), cand, null_model)
-        null_stats.append(d)
-        null_scores.append(score)
+def _null_draws(rows: PromptRows, draws: list[tuple[list[int], list[int]]], model) -> tuple[np.ndarray, dict, list]:
+    statistics, scores, baselines = [], [], {m: [] for m in BASELINE_METRICS}
+    for reference, candidate in draws:
+        d, score, base = _paired(rows, reference, candidate, model)
+        statistics.append(d)
+        scores.append(score)
         for metric, value in base.items():
-            null_base[metric].append(value)
-    evaluation = PromptEval(
-        null_statistic=np.array(null_stats),
-        null_score=float(np.mean(null_scores)),
-        null_baseline={m: np.array(v) for m, v in null_base.items()},
-    )
+            baselines[metric].append(value)
+    return np.array(statistics), {m: np.array(v) for m, v in baselines.items()}, scores
+
+
+def evaluate_prompt(rows: PromptRows, null_model, change_models: dict, rng: random.Random) -> PromptEval:
+    every = rows.indices(REFERENCE)
+    pool = every[:PROTOCOL_POOL]
+    protocol = [(list(ref), [i for i in pool if i not in ref]) for ref in itertools.combinations(pool, K)]
+    # Every (6 reference, 3 candidate) split of the 9 samples: a random subset would carry its own chance
+    # offset into every experiment that reuses it.
+    default = [([i for i in every if i not in cand], list(cand)) for cand in itertools.combinations(every, K)]
+    protocol_stats, protocol_base, _ = _null_draws(rows, protocol, null_model)
+    default_stats, default_base, default_scores = _null_draws(rows, default, null_model)
+    evaluation = PromptEval(protocol_stats, protocol_base, default_stats, default_base, float(np.mean(default_scores)))
+    reference = every[: 2 * K]  # what the product asks the reference for at samples = 3
     first, rerun = rows.indices(GREEDY_REFERENCE)[:2]
     for change, model in change_models.items():
         d, score, base = _paired(rows, reference, rows.indices(change)[:K], model)
@@ -158,7 +171,7 @@ def main() -> None:
     null_model = BoosterModel(bundled._booster)
     evaluations = []
     for prompt in held_out:
-        evaluations.append(evaluate_prompt(PromptRows(prompt), null_model, loco))
+        evaluations.append(evaluate_prompt(PromptRows(prompt), null_model, loco, rng))
     print("per-prompt statistics ready", flush=True)
     results = summarise(evaluations, rng, args.reps)
     results["meta"] = {
@@ -191,11 +204,15 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
         return lambda i: statistic(evaluations[i])
 
     calibration = {}
-    for count in PROMPT_COUNTS:
-        row = {"simct": rejection_rate(random_split(lambda e: e.null_statistic), count, n, reps, rng)[0]}
-        for m in BASELINE_METRICS:
-            row[m] = rejection_rate(random_split(lambda e, m=m: e.null_baseline[m]), count, n, reps, rng)[0]
-        calibration[str(count)] = row
+    for setting, statistic, baseline in (
+        ("3/3 protocol", lambda e: e.null_protocol, lambda e, m: e.null_protocol_baseline[m]),
+        ("6+3 default", lambda e: e.null_default, lambda e, m: e.null_default_baseline[m]),
+    ):
+        for count in PROMPT_COUNTS:
+            row = {"simct": rejection_rate(random_split(statistic), count, n, reps, rng)[0]}
+            for m in BASELINE_METRICS:
+                row[m] = rejection_rate(random_split(lambda e, m=m, b=baseline: b(e, m)), count, n, reps, rng)[0]
+            calibration[f"{setting}, {count} prompts"] = row
 
     power, effects, response_auroc = {}, {}, {}
     for change in ALL_CHANGES:
@@ -213,7 +230,8 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
         response_auroc[change] = {
             "sampled_k3": auroc([e.score[change] for e in evaluations], [e.null_score for e in evaluations]),
             "sampled_k3_chrf_only": auroc(
-                [e.baseline[change]["chrf"] for e in evaluations], [e.null_baseline["chrf"].mean() for e in evaluations]
+                [e.baseline[change]["chrf"] for e in evaluations],
+                [e.null_default_baseline["chrf"].mean() for e in evaluations],
             ),
             "greedy_k1": auroc(greedy_pos, [e.greedy_null for e in evaluations]) if greedy_pos else None,
         }
@@ -236,9 +254,13 @@ def render(results: dict) -> str:
         "Power for each change uses a model trained without that change (leave-one-change-out). "
         "Where a prompt count exceeds the held-out prompts, prompts are drawn with replacement (marked *).",
         "",
-        "## Calibration (false-positive rate, same deployment, 6 samples pooled and split 3/3 at random)",
+        "## Calibration (false-positive rate when the candidate is the same deployment)",
         "",
-        "| prompts | SimCT | " + " | ".join(BASELINE_METRICS) + " |",
+        "*3/3 protocol*: 6 samples of the reference deployment pooled and split 3/3 at random (the reference then "
+        "has 3 samples, so the paired test compares sets of 1). *6+3 default*: the product's setting, a "
+        "6-sample reference and a 3-sample candidate drawn at random from 9 samples of the same deployment.",
+        "",
+        "| setting | SimCT | " + " | ".join(BASELINE_METRICS) + " |",
         "|---|---|" + "---|" * len(BASELINE_METRICS),
     ]
     for count, row in results["calibration"].items():
