@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import yaml
 from simct_ci.protocol import reference_samples
 from tests.support.fake_github import FakeGitHub
 from tests.support.llama_server import SMOLLM2_ALIAS, SMOLLM2_Q3_ALIAS
+from tests.support.loopback import LoopbackServer
 from tests.support.runner import ActionRun, run_action
 
 pytestmark = pytest.mark.llama
@@ -46,30 +47,14 @@ EXIT_FOR = {"consistent": 0, "inconsistent": 1, "incomplete": 3}
 INPUTS = {"config": "simct.yml", "cache": ".simct-cache/responses.jsonl"}
 
 
-class CountingProxy:
+class CountingProxy(LoopbackServer):
     """Forwards every request to one upstream server and counts the completions it forwarded."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.split("/v1", 1)[0]  # origin: the path is forwarded as the client sent it
         self.completions = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
-        self._server.daemon_threads = True
-        self._server.proxy = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> CountingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_ProxyHandler, path="/v1", poll_interval=0.05)
 
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> requests.Response:
         if path.endswith("/completions"):
@@ -92,7 +77,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self._relay()
 
     def _relay(self) -> None:
-        proxy: CountingProxy = self.server.proxy  # type: ignore[attr-defined]
+        proxy = CountingProxy.serving(self)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         answer = proxy.forward(self.command, self.path, dict(self.headers.items()), body)
         self.send_response(answer.status_code)

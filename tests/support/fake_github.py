@@ -19,11 +19,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+
+from tests.support.loopback import LoopbackServer
 
 REPOSITORY = "octo-org/octo-repo"
 PR_NUMBER = 7
@@ -71,8 +73,8 @@ class _Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class FakeGitHub:
-    """GitHub's issue-comments API on 127.0.0.1, port chosen by the OS."""
+class FakeGitHub(LoopbackServer):
+    """GitHub's issue-comments API on 127.0.0.1, port chosen by the OS; `url` is the API root (GITHUB_API_URL)."""
 
     def __init__(self, repository: str = REPOSITORY, *, prefix: str = "", token: str | None = None) -> None:
         self.repository = repository
@@ -86,34 +88,7 @@ class FakeGitHub:
         self._faults: dict[str, deque[Fault]] = {route: deque() for route in (*ROUTES, "any")}
         self._next_id = 1_000_000_001
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.fake = self  # type: ignore[attr-defined]
-        # A short poll so shutdown() returns at once: tests start many servers.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-github", daemon=True
-        )
-
-    # -- lifecycle
-
-    def __enter__(self) -> FakeGitHub:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def origin(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def url(self) -> str:
-        """The API root, to use as GITHUB_API_URL."""
-        return self.origin + self.prefix
+        super().__init__(_Handler, path=self.prefix, poll_interval=0.02, name="fake-github")
 
     # -- test controls
 
@@ -327,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", errors="replace") if length else ""
-        fake: FakeGitHub = self.server.fake  # type: ignore[attr-defined]
+        fake = FakeGitHub.serving(self)
         answer = fake.handle(self.command, self.path, dict(self.headers.items()), body)
         if isinstance(answer, Fault):
             time.sleep(answer.stall)  # outside the fake's lock: other requests go on meanwhile

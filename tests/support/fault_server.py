@@ -13,10 +13,12 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+
+from tests.support.loopback import LoopbackHTTPServer, LoopbackServer
 
 HUGE_BYTES = 5 * 1024 * 1024
 
@@ -126,7 +128,7 @@ def answer(body: Any, path: str, content: Any) -> dict[str, Any]:
     return {"id": "fault-1", "object": "chat.completion", "choices": [{**choice, "finish_reason": "stop"}]}
 
 
-class FaultServer:
+class FaultServer(LoopbackServer):
     def __init__(self, port: int = 0) -> None:
         self._queue: deque[Fault] = deque()
         self.default = ok()  # what unscripted requests get
@@ -136,17 +138,7 @@ class FaultServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.stopping = threading.Event()
-        self._httpd = _QuietServer(("127.0.0.1", port), _Handler)
-        self._httpd.fault_server = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        super().__init__(_Handler, port=port, path="/v1", poll_interval=0.01, server_class=_QuietServer)
 
     def script(self, *faults: Fault) -> None:
         """Behaviours for the next requests, in order, whatever their prompt."""
@@ -161,21 +153,9 @@ class FaultServer:
     def requests_for(self, text: str) -> list[RecordedRequest]:
         return [r for r in self.requests if text in user_text(r.body)]
 
-    def start(self) -> FaultServer:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        self.stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FaultServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.stopping.set()  # handlers sleeping out a delay or a slow body end now instead of answering late
+        super().stop()
 
     def _next_fault(self, body: Any) -> Fault:
         text = user_text(body)
@@ -193,9 +173,7 @@ class FaultServer:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _QuietServer(LoopbackHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients hanging up mid-answer is the point of this server, not news
 
@@ -215,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"object": "list", "data": [{"id": "fault", "object": "model"}]})
 
     def do_POST(self) -> None:
-        server: FaultServer = self.server.fault_server  # type: ignore[attr-defined]
+        server = FaultServer.serving(self)
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             body = json.loads(raw)
