@@ -67,7 +67,7 @@ def complete_prompts(records: Iterable[dict]) -> list[PromptResponses]:
     grouped: dict[str, list[dict]] = defaultdict(list)
     for record in records:
         grouped[record["prompt_id"]].append(record)
-    needed = {job.deployment.name: job.samples for job in jobs()}
+    needed = {job.deployment.name: job.required for job in jobs()}
     prompts = []
     for prompt_id, rows in grouped.items():
         by_deployment: dict[str, list[dict]] = defaultdict(list)

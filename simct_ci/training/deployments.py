@@ -63,8 +63,13 @@ CHANGES: tuple[Deployment, ...] = (
 # Decoding-parameter changes mean nothing under greedy decoding, so they have no greedy twin.
 _SAMPLING_ONLY = {"temperature-1.0", "top-p-0.8"}
 
-REFERENCE_SAMPLES = 9  # 6 for the reference (2 x samples) + 3 for a same-deployment candidate; also pooled 3/3
-CHANGE_SAMPLES = 3
+# 15 = 2 x 5 for the reference + 5 for a same-deployment candidate, so the detection benchmark can
+# measure 1, 3 and 5 samples per prompt. Prompts generated before the bump have 9 and 3; they count
+# as complete (the engine's 3-sample protocol needs no more) and the generator tops them up.
+REFERENCE_SAMPLES = 15
+CHANGE_SAMPLES = 5
+CORE_REFERENCE_SAMPLES = 9
+CORE_CHANGE_SAMPLES = 3
 GREEDY_REFERENCE_RUNS = 2  # a rerun shows whether greedy decoding is deterministic here
 
 
@@ -73,6 +78,14 @@ class Job:
     deployment: Deployment
     decoding: str  # "sampled" | "greedy"
     samples: int
+
+    @property
+    def required(self) -> int:
+        """Samples a prompt needs for this job to count as complete."""
+        if self.decoding == "greedy":
+            return self.samples
+        core = CORE_REFERENCE_SAMPLES if self.deployment.change == REFERENCE else CORE_CHANGE_SAMPLES
+        return min(self.samples, core)
 
 
 def jobs() -> list[Job]:
