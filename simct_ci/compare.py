@@ -17,19 +17,26 @@ import itertools
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from simct_ci import __version__
-from simct_ci.features import FEATURE_SET, PromptPool, split_features, split_features_batch
+from simct_ci.features import FEATURE_NAMES, FEATURE_SET, PromptPool, split_features, split_features_batch
 from simct_ci.model import BundledModel
 from simct_ci.protocol import reference_samples
 from simct_ci.responses import CLOSED, Prompt
-from simct_ci.stats import ONE_SAMPLE_T, PAIRED_T, t_test_greater
-from simct_ci.verdicts import INCOMPLETE, Comparison, ModelWiseResult, PromptScore
+from simct_ci.sequential import nominal_alphas
+from simct_ci.stats import ONE_SAMPLE_T, PAIRED_T, equivalence_p_value, union_t_test
+from simct_ci.verdicts import CONSISTENT, INCOMPLETE, Comparison, ModelWiseResult, PromptScore
 
+LENGTH_FEATURE = "cross_length_ratio"  # shorter / longer response length of a pair, averaged over its pairs
 MAX_CHOICES = 256  # every (A, B, C) choice up to 10 reference samples; a fixed random subset beyond
+
+
+DIFFERENCE, EQUIVALENCE = "difference", "equivalence"
+MODES = (DIFFERENCE, EQUIVALENCE)
+CLASSIFIER, LENGTH = "classifier", "length"
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,10 @@ class GateSettings:
     alpha: float = 0.05
     min_prompts: int = 10
     max_missing_ratio: float = 0.2  # more prompts than this without responses: incomplete, never consistent
+    mode: str = DIFFERENCE  # EQUIVALENCE: "consistent" needs every component shown within `margin`
+    margin: float = 0.05  # largest mean shift of each component that still counts as consistent
+    look_fractions: tuple[float, ...] = ()  # sequential mode: the share of prompts in hand at each look so far
+    spending: str = ""  # sequential mode: the alpha-spending function (sequential.py)
 
 
 @dataclass(frozen=True)
@@ -57,11 +68,16 @@ class _Pool:
         return range(self.n_reference, len(self.texts))
 
 
-def signature(test: str, settings: GateSettings, samples: int, set_size: int, model: BundledModel) -> str:
+def signature(
+    test: str, components: Sequence[str], settings: GateSettings, samples: int, set_size: int, model: BundledModel
+) -> str:
     """Every setting that decides the result, sacrebleu-style, so a verdict can be reproduced."""
+    mode = f"{EQUIVALENCE}:{settings.margin:g}" if settings.mode == EQUIVALENCE else DIFFERENCE
+    fractions = settings.look_fractions
+    look = f"|look:{len(fractions)}@{fractions[-1]:.2f},{settings.spending}" if fractions else ""
     return (
-        f"test:{test}|alpha:{settings.alpha:g}|samples:{samples}|sets:{set_size}v{set_size}"
-        f"|features:{FEATURE_SET}|model:{model.info.short}|simct:{__version__}"
+        f"test:{test}[{'+'.join(components)}]|alpha:{settings.alpha:g}|mode:{mode}{look}|samples:{samples}"
+        f"|sets:{set_size}v{set_size}|features:{FEATURE_SET}|model:{model.info.short}|simct:{__version__}"
     )
 
 
@@ -86,16 +102,16 @@ def compare(
         missing += [pid for pid, p in pools.items() if not p.set_size]
         pools = {pid: p for pid, p in pools.items() if p.set_size}
     test = PAIRED_T if paired else ONE_SAMPLE_T
-    cross, differences = _scores(pools, model, paired)
-    if not paired:
+    cross, components = _scores(pools, model, paired)
+    if not paired:  # no held-back reference sample: only the classifier, against its training null
         null = model.card.null_mean["greedy" if greedy else "sampled"]
-        differences = [score - null for score in cross]
+        components = {CLASSIFIER: [score - null for score in cross]}
     threshold = model.card.threshold
     scores = tuple(
         PromptScore(pid, s, bool(s >= threshold), d if paired else None)
-        for pid, s, d in zip(pools, cross, differences, strict=True)
+        for pid, s, d in zip(pools, cross, components[CLASSIFIER], strict=True)
     )
-    result = t_test_greater(differences, settings.alpha, test, settings.min_prompts)
+    result = model_wise(components, test, settings)
     result = _incomplete_if_too_much_missing(result, len(missing), len(prompts), settings)
     set_size = max((p.set_size for p in pools.values()), default=1) or 1
     return Comparison(
@@ -105,8 +121,41 @@ def compare(
         scores,
         result,
         tuple(sorted(missing)),
-        signature(test, settings, samples, set_size, model),
+        signature(test, tuple(components), settings, samples, set_size, model),
     )
+
+
+def model_wise(components: Mapping[str, Sequence[float]], test: str, settings: GateSettings) -> ModelWiseResult:
+    """The stage's verdict from its per-prompt component statistics.
+
+    Difference mode: inconsistent when any component shows a shift (Bonferroni union of one-sided t-tests).
+    Equivalence mode adds the other side: consistent only when every component's mean shift is shown to be
+    below the margin (an intersection-union test, each at alpha); otherwise the result is incomplete.
+    """
+    result = union_t_test(components, settings.alpha, test, settings.min_prompts, _nominal(settings, len(components)))
+    if settings.mode != EQUIVALENCE or result.verdict != CONSISTENT:
+        return result
+    shown = {name: equivalence_p_value(values, settings.margin) for name, values in components.items()}
+    weakest, p_value = max(shown.items(), key=lambda item: item[1])
+    if p_value < settings.alpha:
+        note = f"every shift shown below the margin {settings.margin:g} (largest equivalence p = {p_value:.3g})"
+        return replace(result, note=_join_note(result.note, note))
+    note = (
+        f"no difference found, but {weakest} is not shown within the margin {settings.margin:g} "
+        f"(equivalence p = {p_value:.3g} >= alpha); more prompts or samples give the evidence"
+    )
+    return replace(result, verdict=INCOMPLETE, note=_join_note(result.note, note))
+
+
+def _nominal(settings: GateSettings, n_components: int) -> float | None:
+    """At a sequential look, each component's share alpha / m is spent over the looks (sequential.py)."""
+    if not settings.look_fractions:
+        return None
+    return nominal_alphas(settings.alpha / n_components, settings.look_fractions, settings.spending)[-1]
+
+
+def _join_note(first: str, second: str) -> str:
+    return f"{first}; {second}" if first else second
 
 
 def _pools(
@@ -150,8 +199,14 @@ def _choices(pool: _Pool, seed: int) -> list[tuple[tuple[int, ...], tuple[int, .
     return chosen
 
 
-def _scores(pools: Mapping[str, _Pool], model: BundledModel, paired: bool) -> tuple[list[float], list[float]]:
-    """Per prompt: the mean cross-stage score, and (paired) its excess over the same-deployment score.
+def _scores(
+    pools: Mapping[str, _Pool], model: BundledModel, paired: bool
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Per prompt: the mean cross-stage score and, paired, each component's excess over same-deployment pairs.
+
+    CLASSIFIER is the classifier's score on (A, C) minus on (A, B). LENGTH is the length ratio's drop from
+    (A, B) to (A, C): a classifier generalises to kinds of change it was trained on, and a change of length
+    alone (halved max_tokens, a "be concise" prompt) is the most common one it may not weigh enough.
 
     All rows of all prompts go through the model in one call: LightGBM's per-call overhead dominates otherwise.
     """
@@ -172,10 +227,16 @@ def _scores(pools: Mapping[str, _Pool], model: BundledModel, paired: bool) -> tu
             middle = end = start + 1
         spans.append((start, middle, end))
         start = end
-    scores = model.score(np.vstack(blocks)) if blocks else np.zeros(0)
+    rows = np.vstack(blocks) if blocks else np.zeros((0, len(FEATURE_NAMES)))
+    scores = model.score(rows) if blocks else np.zeros(0)
+    lengths = rows[:, FEATURE_NAMES.index(LENGTH_FEATURE)]
     cross = [float(scores[start:middle].mean()) for start, middle, _ in spans]
     same = [float(scores[middle:end].mean()) if end > middle else 0.0 for _, middle, end in spans]
-    return cross, [c - s for c, s in zip(cross, same, strict=True)]
+    length_drop = [float(lengths[middle:end].mean() - lengths[start:middle].mean()) for start, middle, end in spans]
+    return cross, {
+        CLASSIFIER: [c - s for c, s in zip(cross, same, strict=True)],
+        LENGTH: length_drop,
+    }
 
 
 def _incomplete_if_too_much_missing(

@@ -41,7 +41,11 @@ STAGE_KEYS = ("base_url", *LIVE_ONLY_KEYS, "responses")
 INLINE_PROMPT_KEYS = ("id", "text", "type")
 PROMPT_ENTRY_KEYS = (*INLINE_PROMPT_KEYS, "file")
 SAMPLING_KEYS = ("samples", "temperature", "top_p", "max_tokens", "seed")
-GATE_KEYS = ("alpha", "min_prompts", "max_failed_ratio")
+GATE_KEYS = ("alpha", "min_prompts", "max_failed_ratio", "mode", "margin", "sequential")
+SEQUENTIAL_KEYS = ("looks", "spending")
+GATE_MODES = ("difference", "equivalence")  # compare.DIFFERENCE, compare.EQUIVALENCE: the engine is imported late
+SPENDING_FUNCTIONS = ("obrien-fleming", "pocock")  # sequential.SPENDING_FUNCTIONS, kept in step by a test
+MAX_LOOKS = 10
 
 _SHOW_LIMIT = 60
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
@@ -78,10 +82,21 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Sequential:
+    """Query the prompts in `looks` batches and stop a stage once it is shown inconsistent."""
+
+    looks: int = 4
+    spending: str = "obrien-fleming"
+
+
+@dataclass(frozen=True)
 class Gate:
     alpha: float = 0.05
     min_prompts: int = 10  # fewer usable prompts than this and the verdict is incomplete
     max_failed_ratio: float = 0.2  # more failed requests than this and the verdict is incomplete
+    mode: str = "difference"  # "equivalence": consistent only when shown within `margin`
+    margin: float = 0.05
+    sequential: Sequential | None = None  # None: every prompt is queried, one test at the end
 
 
 @dataclass(frozen=True)
@@ -486,7 +501,28 @@ class _Validator:
                 "a number in [0, 1)",
                 lambda r: 0 <= r < 1,
             ),
+            mode=self.choice(fields.get("mode", default.mode), "gate.mode", GATE_MODES),
+            margin=self.number(
+                fields.get("margin", default.margin), "gate.margin", "a number in (0, 1)", lambda m: 0 < m < 1
+            ),
+            sequential=self.sequential(fields.get("sequential")),
         )
+
+    def sequential(self, value: object) -> Sequential | None:
+        if value is None or value is False:
+            return None
+        fields = {} if value is True else self.mapping(value, "gate.sequential", SEQUENTIAL_KEYS)
+        default = Sequential()
+        looks = self.integer(fields.get("looks", default.looks), "gate.sequential.looks", 2)
+        if looks > MAX_LOOKS:
+            self.fail("gate.sequential.looks", f"must be at most {MAX_LOOKS}, got {looks}")
+        spending = self.choice(fields.get("spending", default.spending), "gate.sequential.spending", SPENDING_FUNCTIONS)
+        return Sequential(looks, spending)
+
+    def choice(self, value: object, key: str, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            self.fail(key, f"must be {' or '.join(allowed)}, got {_show(value)}")
+        return cast(str, value)
 
 
 def _prompt(fields: Mapping[str, object], fail: Callable[[str, str], NoReturn]) -> Prompt:

@@ -84,6 +84,10 @@ def _stage_to_dict(stage: StageReport) -> dict[str, Any]:
             "alpha": model_wise.alpha,
             "n_prompts": model_wise.n_prompts,
             "note": model_wise.note,
+            "components": [
+                {"name": c.name, "statistic": c.statistic, "p_value": c.p_value, "effect_size": c.effect_size}
+                for c in model_wise.components
+            ],
         },
         "response_wise": {
             "inconsistent_ratio": comparison.inconsistent_ratio,

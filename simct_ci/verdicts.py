@@ -22,6 +22,16 @@ class PromptScore:
 
 
 @dataclass(frozen=True)
+class ComponentResult:
+    """One one-sided t-test of the model-wise family (the classifier's score, or the length statistic)."""
+
+    name: str
+    statistic: float
+    p_value: float
+    effect_size: float
+
+
+@dataclass(frozen=True)
 class ModelWiseResult:
     """Model-wise test over prompts."""
 
@@ -33,6 +43,7 @@ class ModelWiseResult:
     n_prompts: int
     verdict: str  # one of VERDICTS
     note: str = ""  # why the verdict is incomplete, or a caveat (less rigorous mode, identical responses)
+    components: tuple[ComponentResult, ...] = ()  # each test of the family; p_value is their Bonferroni union
 
 
 @dataclass(frozen=True)

@@ -76,5 +76,7 @@ def test_signature_records_every_setting(model: BundledModel) -> None:
     prompts = _prompts(10)
     reference = {p.id: [f"{p.id} a", f"{p.id} b"] for p in prompts}
     result = compare(reference, reference, prompts, model, samples=2, settings=GateSettings(alpha=0.01))
-    assert result.signature.startswith("test:paired-t|alpha:0.01|samples:2|sets:1v1|features:v2|model:1.0.0+")
+    assert result.signature.startswith(
+        "test:paired-t[classifier+length]|alpha:0.01|mode:difference|samples:2|sets:1v1|features:v2|model:1.0.0+"
+    )
     assert model.info.sha256[:8] in result.signature

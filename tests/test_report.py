@@ -28,6 +28,7 @@ from simct_ci.verdicts import (
     INCOMPLETE,
     INCONSISTENT,
     Comparison,
+    ComponentResult,
     ModelInfo,
     ModelWiseResult,
     PromptScore,
@@ -71,7 +72,8 @@ def stage_report(
     reference: str = "bare-metal",
 ) -> StageReport:
     prompts = tuple(PromptScore(f"q{i}", p, p >= 0.5, p - 0.5) for i, p in enumerate(scores))
-    model_wise = ModelWiseResult("paired-t", 1.5, p_value, 0.4, 0.05, len(scores), verdict, note)
+    parts = (ComponentResult("classifier", 1.5, p_value / 2, 0.4), ComponentResult("length", 0.2, 0.42, 0.05))
+    model_wise = ModelWiseResult("paired-t", 1.5, p_value, 0.4, 0.05, len(scores), verdict, note, parts)
     comparison = Comparison(reference, candidate, 3, prompts, model_wise, missing, sig())
     texts = {p.prompt_id: [f"ref answer {p.prompt_id} #{i}" for i in range(3)] for p in prompts}
     cand = {p.prompt_id: [f"{candidate} answer {p.prompt_id} #{i}" for i in range(3)] for p in prompts}
@@ -195,6 +197,10 @@ def test_report_json_carries_every_field_with_its_value() -> None:
         "alpha": 0.05,
         "n_prompts": 7,
         "note": "",
+        "components": [
+            {"name": "classifier", "statistic": 1.5, "p_value": 0.0002, "effect_size": 0.4},
+            {"name": "length", "statistic": 0.2, "p_value": 0.42, "effect_size": 0.05},
+        ],
     }
     assert gateway["response_wise"]["inconsistent_ratio"] == pytest.approx(6 / 7)
     assert gateway["response_wise"]["prompts"][0] == {
@@ -361,6 +367,12 @@ def test_signature_with_model_version_is_shown_per_stage() -> None:
         line = f"<sub>Signature of {stage}: `{sig()}` · model `1.0.0+01234567`</sub>"
         assert line in comment
         assert line in summary
+
+
+def test_summary_shows_each_component_of_the_model_wise_test() -> None:
+    summary = render_summary(three_stages(), run_url=RUN_URL)
+    assert "| ↳ classifier (unadjusted) | 1.500 | < 0.001 | 0.40 | | | |" in summary
+    assert "| ↳ length (unadjusted) | 0.200 | 0.420 | 0.05 | | | |" in summary
 
 
 def test_summary_lists_every_prompt_and_every_failure() -> None:
