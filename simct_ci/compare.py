@@ -28,7 +28,7 @@ from simct_ci.protocol import reference_samples
 from simct_ci.responses import CLOSED, Prompt
 from simct_ci.sequential import nominal_alphas
 from simct_ci.stats import ONE_SAMPLE_T, PAIRED_T, equivalence_p_value, union_t_test
-from simct_ci.verdicts import CONSISTENT, INCOMPLETE, Comparison, ModelWiseResult, PromptScore
+from simct_ci.verdicts import CONSISTENT, INCOMPLETE, INCONSISTENT, Comparison, ModelWiseResult, PromptScore
 
 LENGTH_FEATURE = "cross_length_ratio"  # shorter / longer response length of a pair, averaged over its pairs
 MAX_CHOICES = 256  # every (A, B, C) choice up to 10 reference samples; a fixed random subset beyond
@@ -129,17 +129,24 @@ def model_wise(components: Mapping[str, Sequence[float]], test: str, settings: G
     """The stage's verdict from its per-prompt component statistics.
 
     Difference mode: inconsistent when any component shows a shift (Bonferroni union of one-sided t-tests).
-    Equivalence mode adds the other side: consistent only when every component's mean shift is shown to be
-    below the margin (an intersection-union test, each at alpha); otherwise the result is incomplete.
+    Equivalence mode adds the other side: consistent exactly when every component's mean shift is shown to be
+    below the margin (an intersection-union test, each at alpha), even if a smaller shift is detected: the
+    margin is the shift that still counts as consistent. Otherwise a detected shift is inconsistent, and no
+    evidence either way is incomplete.
     """
     result = union_t_test(components, settings.alpha, test, settings.min_prompts, _nominal(settings, len(components)))
-    if settings.mode != EQUIVALENCE or result.verdict != CONSISTENT:
+    if settings.mode != EQUIVALENCE or result.verdict == INCOMPLETE:
         return result
     shown = {name: equivalence_p_value(values, settings.margin) for name, values in components.items()}
     weakest, p_value = max(shown.items(), key=lambda item: item[1])
     if p_value < settings.alpha:
         note = f"every shift shown below the margin {settings.margin:g} (largest equivalence p = {p_value:.3g})"
+        if result.verdict == INCONSISTENT:  # a shift is found (the union's "decided by X"), but within the margin
+            found = result.note.replace("decided by ", "a shift found in ")
+            return replace(result, verdict=CONSISTENT, note=_join_note(found, f"{note}, so it counts as consistent"))
         return replace(result, note=_join_note(result.note, note))
+    if result.verdict == INCONSISTENT:
+        return result
     note = (
         f"no difference found, but {weakest} is not shown within the margin {settings.margin:g} "
         f"(equivalence p = {p_value:.3g} >= alpha); more prompts or samples give the evidence"

@@ -511,6 +511,8 @@ class _Validator:
     def sequential(self, value: object) -> Sequential | None:
         if value is None or value is False:
             return None
+        if value is not True and not isinstance(value, dict):
+            self.fail("gate.sequential", f"must be true or a mapping {{looks, spending}}, got {_kind(value)}")
         fields = {} if value is True else self.mapping(value, "gate.sequential", SEQUENTIAL_KEYS)
         default = Sequential()
         looks = self.integer(fields.get("looks", default.looks), "gate.sequential.looks", 2)

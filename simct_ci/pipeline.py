@@ -167,6 +167,8 @@ def run_sequential(
     for look, size in enumerate(sizes):
         batch = config.prompts[sizes[look - 1] if look else 0 : size]
         open_stages = [stage for stage in config.candidates if stage.name not in decided]
+        if not open_stages:  # every stage is decided: querying the reference further would be wasted
+            break
         for stage in [config.stage(config.reference), *open_stages]:
             batch_responses = _collect_batch(config, stage, batch, out_dir, cache, first=look == 0)
             collected[stage.name] = _extend(collected.get(stage.name), batch_responses)
@@ -183,10 +185,11 @@ def _collect_batch(
 ) -> StageResponses:
     """One batch, written as it arrives to a part file; the stage's full file is rewritten from the parts."""
     final = out_dir / RESPONSES_DIR / f"{stage.name}.jsonl"
-    part = final.with_suffix(".part.jsonl")
+    part = final.with_name(f"{final.name}.part")  # never <name>.jsonl: a stage may be named "<other>.part"
     responses = collect_stage(stage, batch, stage_sampling(config, stage.name), responses_path=part, cache=cache)
-    previous = () if first else read_recorded(final)  # a file left by an earlier run is replaced, not extended
-    write_recorded(final, (*previous, *responses.responses))
+    if not (stage.is_recorded and final.resolve() == stage.responses.resolve()):  # never overwrite a recorded source
+        previous = () if first else read_recorded(final)  # a file left by an earlier run is replaced, not extended
+        write_recorded(final, (*previous, *responses.responses))
     part.unlink(missing_ok=True)
     return responses
 

@@ -1,10 +1,11 @@
 """Group-sequential boundaries: test after each batch of prompts and stop once the stage is shown inconsistent.
 
-Testing the same growing sample at every look with the full alpha would inflate the false-positive rate (five
-looks at 0.05 reject a consistent stage about 14% of the time). Lan and DeMets' alpha-spending instead spends
-a share alpha(t) of alpha by the time a fraction t of the planned prompts is in. The boundary of each look
-is solved exactly from the joint normal law of the interim z-statistics (corr(Z_i, Z_j) = sqrt(t_i / t_j)
-for i < j), so the looks actually made (fractions need not be planned in advance) spend exactly alpha.
+Testing the same growing sample at every look with the full alpha would inflate the false-positive rate
+(five one-sided looks at 0.05 reject a consistent stage about 13% of the time). Lan and DeMets'
+alpha-spending instead spends a share alpha(t) of alpha by the time a fraction t of the planned prompts is
+in. The boundary of each look is solved exactly from the joint normal law of the interim z-statistics
+(corr(Z_i, Z_j) = sqrt(t_i / t_j) for i < j), so the looks actually made (fractions need not be planned
+in advance) spend exactly alpha.
 
 Only early rejection is allowed: "consistent" is never decided before every planned prompt is in, so a run
 that stops early always stops on evidence of a difference.
@@ -48,23 +49,26 @@ def nominal_alphas(alpha: float, fractions: Sequence[float], spending: str = OBR
     return tuple(float(stats.norm.sf(c)) for c in boundaries(alpha, fractions, spending))
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def _boundaries(alpha: float, fractions: tuple[float, ...], spending: str) -> tuple[float, ...]:
-    if any(b <= a for a, b in itertools.pairwise(fractions)) or not 0 < fractions[0] <= fractions[-1] <= 1:
+    """Look k's boundary depends only on looks 1..k: each prefix is solved once and cached, so a run that
+    asks at every look costs one new integral per look, not all of them again."""
+    if (
+        not fractions
+        or any(b <= a for a, b in itertools.pairwise(fractions))
+        or not 0 < fractions[0] <= fractions[-1] <= 1
+    ):
         raise ValueError(f"look fractions must increase within (0, 1], got {fractions}")
-    found: list[float] = []
-    for k, fraction in enumerate(fractions):
-        target = 1.0 - spent(alpha, fraction, spending)  # P(no crossing up to and including look k)
-        if k == 0:
-            found.append(float(stats.norm.ppf(target)))
-            continue
-        law = _interim_law(fractions[: k + 1])
+    target = 1.0 - spent(alpha, fractions[-1], spending)  # P(no crossing up to and including this look)
+    if len(fractions) == 1:
+        return (float(stats.norm.ppf(target)),)
+    earlier = _boundaries(alpha, fractions[:-1], spending)
+    law = _interim_law(fractions)
 
-        def gap(c: float, law=law, target=target) -> float:
-            return float(law.cdf(np.array([*found, c]))) - target
+    def gap(c: float) -> float:
+        return float(law.cdf(np.array([*earlier, c]))) - target
 
-        found.append(float(optimize.brentq(gap, -1.0, 12.0, xtol=1e-7)))
-    return tuple(found)
+    return (*earlier, float(optimize.brentq(gap, -1.0, 12.0, xtol=1e-7)))
 
 
 def _interim_law(fractions: Sequence[float]) -> stats._multivariate.multivariate_normal_frozen:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simct_ci.config import load_config
+from simct_ci.config import Config, Sequential, load_config
 from simct_ci.errors import EXIT_USAGE, ConfigError, DataError, SimctError
 from simct_ci.recorded import read_recorded
 
@@ -451,6 +451,79 @@ CONFIG_CASES = [
     Case(
         "max_failed_ratio 1", "gate.max_failed_ratio: must be a number in [0, 1), got 1", at("gate.max_failed_ratio", 1)
     ),
+    Case(
+        "gate key misspelt",
+        "gate.sequental: unknown key (did you mean 'sequential'?)",
+        at("gate.sequental", {"looks": 3}),
+    ),
+    Case(
+        "mode not difference/equivalence",
+        "gate.mode: must be difference or equivalence, got 'equivalent'",
+        at("gate.mode", "equivalent"),
+    ),
+    Case("mode null", "gate.mode: must be difference or equivalence, got null", at("gate.mode", None)),
+    Case(
+        "mode is a list", "gate.mode: must be difference or equivalence, got a list", at("gate.mode", ["equivalence"])
+    ),
+    Case("margin 0", "gate.margin: must be a number in (0, 1), got 0", at("gate.margin", 0)),
+    Case("margin 1", "gate.margin: must be a number in (0, 1), got 1", at("gate.margin", 1)),
+    Case("margin as text", "gate.margin: must be a number in (0, 1), got '5%'", at("gate.margin", "5%")),
+    Case("margin true", "gate.margin: must be a number in (0, 1), got true", at("gate.margin", True)),
+    Case(
+        "sequential as text",
+        "gate.sequential: must be true or a mapping {looks, spending}, got a string 'yes'",
+        at("gate.sequential", "yes"),
+    ),
+    Case(
+        "sequential is a list",
+        "gate.sequential: must be true or a mapping {looks, spending}, got a list",
+        at("gate.sequential", [3]),
+    ),
+    Case(
+        "sequential: looks 1",
+        "gate.sequential.looks: must be an integer >= 2, got 1",
+        at("gate.sequential", {"looks": 1}),
+    ),
+    Case(
+        "sequential: looks 11",
+        "gate.sequential.looks: must be at most 10, got 11",
+        at("gate.sequential", {"looks": 11}),
+    ),
+    Case(
+        "sequential: looks true",
+        "gate.sequential.looks: must be an integer >= 2, got true",
+        at("gate.sequential", {"looks": True}),
+    ),
+    Case(
+        "sequential: looks as text",
+        "gate.sequential.looks: must be an integer >= 2, got '3'",
+        at("gate.sequential", {"looks": "3"}),
+    ),
+    Case(
+        "sequential: looks 2.5",
+        "gate.sequential.looks: must be an integer >= 2, got 2.5",
+        at("gate.sequential", {"looks": 2.5}),
+    ),
+    Case(
+        "sequential: unknown spending",
+        "gate.sequential.spending: must be obrien-fleming or pocock, got 'obf'",
+        at("gate.sequential", {"looks": 3, "spending": "obf"}),
+    ),
+    Case(
+        "sequential: spending null",
+        "gate.sequential.spending: must be obrien-fleming or pocock, got null",
+        at("gate.sequential", {"spending": None}),
+    ),
+    Case(
+        "sequential: key misspelt",
+        "gate.sequential.look: unknown key (did you mean 'looks'?)",
+        at("gate.sequential", {"look": 3}),
+    ),
+    Case(
+        "sequential: key unlike any",
+        "gate.sequential.batches: unknown key (known keys: looks, spending)",
+        at("gate.sequential", {"batches": 3}),
+    ),
 ]
 
 RECORDED = "recorded/gateway.jsonl"
@@ -618,7 +691,7 @@ def test_there_are_at_least_30_distinct_config_cases() -> None:
 
 UNREADABLE_SNIPPET = """
 from pathlib import Path
-from simct_ci.config import load_config
+from simct_ci.config import Config, Sequential, load_config
 from simct_ci.errors import ConfigError
 try:
     load_config(Path("simct.yml"), env={})
@@ -658,3 +731,61 @@ def test_a_valid_config_next_to_the_cases_loads(tmp_path: Path, monkeypatch: pyt
     Path("simct.yml").write_text(yaml.safe_dump(VALID, sort_keys=False))
     assert [prompt.id for prompt in load_config(Path("simct.yml"), env=ENV).prompts] == ["capital", "haiku", "sum"]
     assert len(read_recorded(Path(RECORDED))) == 1
+
+
+@pytest.mark.parametrize(
+    ("gate", "expected"),
+    [
+        ({"alpha": 0.05}, None),
+        ({"sequential": None}, None),
+        ({"sequential": False}, None),
+        ({"sequential": True}, Sequential()),
+        ({"sequential": {}}, Sequential()),
+        ({"sequential": {"looks": 3}}, Sequential(3, "obrien-fleming")),
+        ({"sequential": {"looks": 10, "spending": "pocock"}}, Sequential(10, "pocock")),
+    ],
+    ids=["absent", "null", "false", "true", "empty mapping", "looks only", "both keys"],
+)
+def test_gate_sequential_loads(
+    gate: dict, expected: Sequential | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = _load_with_gate(gate, tmp_path, monkeypatch).gate
+    assert loaded.sequential == expected
+    assert (loaded.mode, loaded.margin) == ("difference", 0.05)  # the defaults, as the engine's
+    if gate.get("sequential") is True:
+        assert Sequential() == Sequential(4, "obrien-fleming")
+
+
+def test_gate_mode_and_margin_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = _load_with_gate({"mode": "equivalence", "margin": 0.1}, tmp_path, monkeypatch).gate
+    assert (gate.mode, gate.margin, gate.sequential) == ("equivalence", 0.1, None)
+
+
+def test_a_bad_sequential_key_exits_2_from_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simct_ci.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name, content in VALID_FILES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    config = copy.deepcopy(VALID)
+    config["gate"]["sequential"] = {"looks": 0}
+    Path("simct.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    monkeypatch.setenv("REFERENCE_API_KEY", SECRET)
+    assert main(["run", "--config", "simct.yml", "--output-dir", "out"]) == EXIT_USAGE
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == ["simct: error: simct.yml: gate.sequential.looks: must be an integer >= 2, got 0"]
+    assert not Path("out/report.json").exists()
+
+
+def _load_with_gate(gate: dict, directory: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.chdir(directory)
+    for name, content in VALID_FILES.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(content)
+    config = copy.deepcopy(VALID)
+    config["gate"] = gate
+    Path("simct.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return load_config(Path("simct.yml"), env=ENV)
