@@ -6,10 +6,11 @@ Two layers, so that the model-wise test can re-split samples cheaply:
 - `split_features`: for a split of the pool into reference and candidate samples, the FEATURE_NAMES row
   (cross-stage means, within-stage means, their gap, lengths, query type) that the classifier scores.
 
-BLEU and chrF come from sacrebleu's own scoring formulas, ROUGE-L's LCS and the edit distance from rapidfuzz;
-only the n-gram bookkeeping is ours: each response's word and character n-grams are counted once, as sorted
-arrays of 64-bit keys, so that a pair's clipped matches take a handful of numpy calls. Tests check every metric
-against sacrebleu's sentence scores and Google's rouge-score package, on fixed and on generated text.
+BLEU and chrF are sacrebleu's sentence scores (its scoring arithmetic, transcribed so that no score object is
+built per pair; tests hold it to sacrebleu's own functions, bit for bit), ROUGE-L's LCS and the edit distance come
+from rapidfuzz; the n-gram bookkeeping is ours: each response's word and character n-grams are counted once, as
+sorted arrays of 64-bit keys, so that a pair's clipped matches take a handful of numpy calls. Tests check every
+metric against sacrebleu's sentence scores and Google's rouge-score package, on fixed and on generated text.
 METEOR is left out: it needs WordNet data, which cannot be downloaded at run time.
 """
 
@@ -22,9 +23,8 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from rapidfuzz import process
 from rapidfuzz.distance import LCSseq, Levenshtein
-from sacrebleu.metrics.bleu import BLEU
-from sacrebleu.metrics.chrf import CHRF
 
 FEATURE_SET = "v2"
 BLEU_ORDER = 4
@@ -48,7 +48,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 # CJK ideographs, kana and hangul are words of their own: Chinese and Japanese have no spaces to split on.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_CJK_CHAR = re.compile(f"[{_CJK}]")
+_CJK_RUN = re.compile(f"[{_CJK}]+")
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]")
 # The same tokens for ASCII text, a third faster. The word class is spelled out rather than taken from re.ASCII,
 # whose \s would miss the separators \x1c-\x1f that str.isspace() and Unicode \s count as whitespace.
@@ -60,7 +60,7 @@ def tokenize(text: str) -> list[str]:
     return (_ASCII_TOKEN if text.isascii() else _TOKEN).findall(text)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class ResponseStats:
     """Everything the pair metrics need from one response, computed once however many pairs it is in."""
 
@@ -77,21 +77,25 @@ class ResponseStats:
     @classmethod
     def of(cls, text: str) -> ResponseStats:
         tokens = tuple(tokenize(text))
-        # chrF's default drops all whitespace before taking character n-grams (sacrebleu: include_whitespace=False)
-        chars = "".join(text.split())
-        keys, counts = _distinct_counts(_ngram_keys(tokens, chars))
-        bigrams = _totals(len(tokens), BLEU_ORDER)[1]
-        # Padding keys carry every kind's tag too, with count 0: only counted keys are bigrams.
-        bigram_keys = (keys & _KIND_MASK) == _KIND_TAGS[_WORD_BIGRAM_KIND]
-        distinct_bigrams = int(np.count_nonzero(bigram_keys & (counts > 0)))
+        # chrF's default drops all whitespace before taking character n-grams (sacrebleu: "".join(text.split())).
+        # Tokens cover every other character once, in order (checked for every code point), and join faster.
+        chars = "".join(tokens)
+        all_keys = _ngram_keys(tokens, chars)
+        keys, counts = _distinct_counts(all_keys)
+        word_totals = _totals(len(tokens), BLEU_ORDER)
+        bigrams = word_totals[1]
+        # Row 1 of _ngram_keys' matrix (rows are words + characters wide) opens with the word bigrams, sorted.
+        row = len(tokens) + len(chars)
+        bigram_keys = all_keys[row : row + bigrams]
+        distinct_bigrams = int(np.count_nonzero(bigram_keys[1:] != bigram_keys[:-1])) + 1 if bigrams else 0
         return cls(
             text=text,
             tokens=tokens,
             ngram_keys=keys,
             ngram_counts=counts,
-            word_totals=_totals(len(tokens), BLEU_ORDER),
+            word_totals=word_totals,
             char_totals=_totals(len(chars), CHRF_CHAR_ORDER),
-            cjk_share=0.0 if text.isascii() else len(_CJK_CHAR.findall(text)) / len(text),
+            cjk_share=0.0 if text.isascii() else (len(text) - len(_CJK_RUN.sub("", text))) / len(text),
             repetition=1.0 - distinct_bigrams / bigrams if bigrams else 0.0,
             log_lines=math.log1p(text.count("\n")),
         )
@@ -128,10 +132,6 @@ _KIND_BITS = 4
 _HASH_BITS = np.uint64(64 - _KIND_BITS)
 _KIND_SLOTS = 1 << _KIND_BITS
 _KIND_TAGS = np.arange(_KIND_SLOTS, dtype=np.uint64) << _HASH_BITS
-_KIND_MASK = _KIND_TAGS[-1]  # the top 4 bits
-_WORD_BIGRAM_KIND = 2  # kinds interleave word and character orders: word order n is kind 2 * (n - 1)
-_WORD_TAGS = _KIND_TAGS[0 : 2 * _ORDERS : 2, np.newaxis]
-_CHAR_TAGS = _KIND_TAGS[1 : 2 * _ORDERS : 2, np.newaxis]
 # Multiplying by an odd constant spreads code points over all 64 bits, injectively; the rolling step (times an
 # odd base, plus the next unit) mixes an n-gram's units into one number, whose top 60 bits become its hash.
 _UNIT_SCALE = np.uint64(0xBF58476D1CE4E5B9)
@@ -140,47 +140,103 @@ _BASE = np.uint64(0x9E3779B97F4A7C15)
 # its kind's largest key, padding, counted 0. The last slot holds 2**64 - 1, larger than any key, so that a
 # lookup never runs off the end of an array.
 _PADDING = np.uint64(2**64 - 1)
+_HASH_ONES = _PADDING >> _KIND_BITS  # the hash bits of padding
+_KIND_PADDINGS = _KIND_TAGS | _HASH_ONES  # ascending; the last one is _PADDING
+# _ngram_keys slices its constants from tables 2**bits units wide: 4,096 cover all but the longest responses.
+# Tables up to 2**14 units wide are kept (under 5 MB in all); longer responses, rare, build theirs and drop them.
+_MIN_TABLE_BITS = 12
+_MAX_KEPT_TABLE_BITS = 14
 
 
-def _token_units(tokens: tuple[str, ...]) -> np.ndarray:
-    """One 64-bit unit per token, equal for equal tokens and, but for chance, different for different ones.
+@dataclass(frozen=True)
+class _HashTables:
+    """Constants for rows of up to `size` units, so that _ngram_keys is a handful of whole-matrix numpy calls."""
+
+    size: int
+    powers: np.ndarray  # (_ORDERS, size): row k, column i holds _BASE ** (i + k), modulo 2**64
+    scaled_inverse: np.ndarray  # _UNIT_SCALE * _BASE ** -i: _BASE is odd, so it has an inverse modulo 2**64
+    # (_ORDERS, size), right-aligned against a row's end: all 64 bits set in row k's last k places, past the end.
+    past_end: np.ndarray
+    # (_ORDERS, 2 * size), aligned on the words-characters border at column `size`: each row's word tag to the
+    # left, character tag to the right, and padding's hash bits where a word n-gram would cross the border or
+    # exceed BLEU_ORDER.
+    tags: np.ndarray
+
+
+def _tables_for(units: int) -> _HashTables:
+    """Tables at least `units` wide."""
+    bits = max(_MIN_TABLE_BITS, (units - 1).bit_length())
+    return _kept_tables(bits) if bits <= _MAX_KEPT_TABLE_BITS else _hash_tables(bits)
+
+
+def _hash_tables(bits: int) -> _HashTables:
+    """The constants of _HashTables for rows up to 2**bits units wide."""
+    size = 1 << bits
+    # Integer arrays wrap modulo 2**64, exactly like the hash: accumulated products of a constant are its powers.
+    powers = np.ones(size + _ORDERS, dtype=np.uint64)
+    np.multiply.accumulate(np.full(size + _ORDERS - 1, _BASE), out=powers[1:])
+    inverse_powers = np.ones(size, dtype=np.uint64)
+    np.multiply.accumulate(np.full(size - 1, np.uint64(pow(int(_BASE), -1, 2**64))), out=inverse_powers[1:])
+    past_end = np.zeros((_ORDERS, size), dtype=np.uint64)
+    tags = np.empty((_ORDERS, 2 * size), dtype=np.uint64)
+    for order in range(_ORDERS):
+        past_end[order, size - order :] = _PADDING
+        tags[order, :size] = _KIND_TAGS[_WORD_KINDS.start + _WORD_KINDS.step * order]
+        tags[order, size:] = _KIND_TAGS[_CHAR_KINDS.start + _CHAR_KINDS.step * order]
+        # Word n-grams that would run into the characters (a row's last `order` word places), and all of them
+        # beyond BLEU_ORDER, are padding.
+        padded = size - order if order < BLEU_ORDER else 0
+        tags[order, padded:size] |= _HASH_ONES
+    windows = np.lib.stride_tricks.sliding_window_view(powers, size)[:_ORDERS]
+    return _HashTables(size, windows, inverse_powers * _UNIT_SCALE, past_end, tags)
+
+
+_kept_tables = cache(_hash_tables)
+
+
+def _token_units(tokens: tuple[str, ...], out: np.ndarray) -> None:
+    """Into `out`, one 64-bit unit per token: equal for equal tokens and, but for chance, different otherwise.
 
     CPython hashes a str's raw bytes, so "of" (two 1-byte characters) and "景" (one 2-byte character, U+666F) share
     a hash. Such strings always differ in length, so mixing the length in separates them.
     """
     hashes = np.fromiter(map(hash, tokens), dtype=np.int64, count=len(tokens)).view(np.uint64)
-    return hashes ^ np.fromiter(map(len, tokens), dtype=np.uint64, count=len(tokens))
+    np.bitwise_xor(hashes, np.fromiter(map(len, tokens), dtype=np.uint64, count=len(tokens)), out=out)
 
 
 def _ngram_keys(tokens: tuple[str, ...], chars: str) -> np.ndarray:
     """Keys of every word and character n-gram, repeats included, sorted; padding where a row has no n-gram.
 
     One (_ORDERS, words + characters) matrix: row k's column i holds the n-gram of order k + 1 that starts at
-    unit i of the tokens followed by the characters. Rows are sorted one by one, in one call; since kinds grow
-    with the row, the flattened matrix is then sorted as a whole.
+    unit i of the tokens followed by the characters. The rolling hash of that n-gram is
+    sum(unit[j] * B ** (i + k - j)) over i <= j <= i + k; with prefix[t] = sum(unit[j] * B ** -j) over j < t, it is
+    B ** (i + k) * (prefix[i + k + 1] - prefix[i]), so one subtraction and one multiplication fill the whole matrix.
+    Rows are then sorted one by one, in one call; since kinds grow with the row, the flat array is sorted too.
     """
     words = len(tokens)
     code_points = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32)
     width = words + len(code_points)
+    tables = _tables_for(width)
+    # _ORDERS slots past the end, so that every window can be read; whatever they hold, those windows become padding.
+    prefix = np.empty(width + _ORDERS, dtype=np.uint64)
+    prefix[0] = 0
+    units = prefix[1 : width + 1]
+    _token_units(tokens, out=units[:words])
+    units[words:] = code_points
+    np.multiply(units, tables.scaled_inverse[:width], out=units)
+    np.add.accumulate(units, out=units)
     flat = np.empty(_ORDERS * width + 1, dtype=np.uint64)
-    flat.fill(_PADDING)
+    flat[-1] = _PADDING
     rows = flat[:-1].reshape(_ORDERS, width)
-    # Named views and out= rather than `rows[...] op= ...`, which would copy each result onto itself once more.
-    units = rows[0]
-    np.concatenate((_token_units(tokens), code_points), out=units)
-    np.multiply(units, _UNIT_SCALE, out=units)
-    for k in range(1, _ORDERS):
-        start = 0 if k < BLEU_ORDER else words  # word n-grams stop at BLEU_ORDER
-        stop = max(width - k, start)
-        ngrams = rows[k, start:stop]
-        np.multiply(rows[k - 1, start:stop], _BASE, out=ngrams)
-        np.add(ngrams, units[start + k :], out=ngrams)
-        if k < BLEU_ORDER:
-            rows[k, max(words - k, 0) : words] = _PADDING  # these start in the tokens and end in the characters
+    # window_ends[k, i] = prefix[i + k + 1]: a strided view, no copy.
+    window_ends = np.ndarray((_ORDERS, width), dtype=np.uint64, buffer=prefix, offset=8, strides=(8, 8))
+    np.subtract(window_ends, prefix[:width], out=rows)
+    np.multiply(rows, tables.powers[:, :width], out=rows)
+    # Windows past the end get all bits set; after the shift, tagging gives them and those the tags pad their
+    # kind's padding key. Whole-matrix calls with slices of the tables, not a call per row or per region.
+    np.bitwise_or(rows, tables.past_end[:, tables.size - width :], out=rows)
     np.right_shift(rows, _KIND_BITS, out=rows)
-    word_part, char_part = rows[:, :words], rows[:, words:]
-    np.bitwise_or(word_part, _WORD_TAGS, out=word_part)
-    np.bitwise_or(char_part, _CHAR_TAGS, out=char_part)
+    np.bitwise_or(rows, tables.tags[:, tables.size - words : tables.size - words + width], out=rows)
     rows.sort(axis=1)
     return flat
 
@@ -194,7 +250,9 @@ def _distinct_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = boundary.nonzero()[0]
     distinct = keys[starts[:-1]]
     counts = starts[1:] - starts[:-1]
-    counts[(distinct | _KIND_MASK) == _PADDING] = 0  # hash bits all ones: padding
+    # Each kind's padding, where present, is where a lookup of it lands: a dozen lookups, not a pass over all keys.
+    at = distinct.searchsorted(_KIND_PADDINGS)
+    counts[at[distinct[at] == _KIND_PADDINGS]] = 0
     return distinct, counts
 
 
@@ -214,11 +272,6 @@ def _clipped_matches(a: ResponseStats, b: ResponseStats) -> list[int]:
     return np.bincount(kinds, weights=clipped, minlength=_KIND_SLOTS).astype(np.int64).tolist()
 
 
-@cache
-def _chrf() -> CHRF:
-    return CHRF(char_order=CHRF_CHAR_ORDER, word_order=0)
-
-
 def _f1(overlap: int, total_a: int, total_b: int) -> float:
     # Nothing on either side counts as identical. For ROUGE-2 of two texts without a bigram rouge-score says 0;
     # feature set v1, which the bundled model was trained on, says 1.
@@ -226,53 +279,96 @@ def _f1(overlap: int, total_a: int, total_b: int) -> float:
 
 
 def _bleu(matches: list[int], a: ResponseStats, b: ResponseStats) -> float:
-    """Sentence BLEU as sacrebleu.sentence_bleu computes it (exp smoothing, effective order), both directions.
+    """Sentence BLEU as sacrebleu.sentence_bleu computes it (exp smoothing, effective order), both directions."""
+    forward = _sentence_bleu(matches, a.word_totals, len(a.tokens), len(b.tokens))
+    backward = _sentence_bleu(matches, b.word_totals, len(b.tokens), len(a.tokens))
+    return (forward + backward) / 200.0
 
-    compute_bleu writes to its counts only with add-k smoothing, so both directions can share them.
+
+def _sentence_bleu(matches: Sequence[int], totals: Sequence[int], hyp_len: int, ref_len: int) -> float:
+    """sacrebleu's BLEU.compute_bleu(matches, totals, hyp_len, ref_len, "exp", effective_order=True).score.
+
+    Its arithmetic, operation for operation, so the float is the same to the last bit (a test checks it against
+    sacrebleu): compute_bleu also builds a BLEUScore and formats its display strings, most of its cost.
     """
-    scores = [
-        BLEU.compute_bleu(matches, hyp.word_totals, len(hyp.tokens), len(ref.tokens), "exp", effective_order=True).score
-        for hyp, ref in ((a, b), (b, a))
-    ]
-    return sum(scores) / 200.0
+    if not any(matches):
+        return 0.0
+    brevity = 1.0
+    if hyp_len < ref_len:
+        brevity = math.exp(1 - ref_len / hyp_len) if hyp_len > 0 else 0.0
+    # log of each order's precision, up to the effective order: the orders the hypothesis is not too short for.
+    # With a match somewhere, there is at least one, and no precision is 0 (sacrebleu's my_log floor never applies).
+    logs: list[float] = []
+    smooth = 1.0
+    for match, total in zip(matches, totals, strict=True):
+        if total == 0:
+            break
+        if match == 0:
+            smooth *= 2  # "exp" smoothing: 1 / 2**k for the k-th order without a match
+            logs.append(math.log(100.0 / (smooth * total)))
+        else:
+            logs.append(math.log(100.0 * match / total))
+    return brevity * math.exp(sum(logs) / len(logs))
 
 
-def _chrf_score(matches: list[int], a: ResponseStats, b: ResponseStats) -> float:
-    """chrF (beta 2, character 6-grams) as sacrebleu computes it, averaged over both directions.
+_CHRF_BETA = 2
 
-    sacrebleu's statistics per order are [hypothesis n-grams, or 0 if the reference has none; reference
-    n-grams; clipped matches].
+
+def _chrf_score(matches: Sequence[int], totals_a: Sequence[int], totals_b: Sequence[int]) -> float:
+    """chrF (beta 2, character 6-grams, no word n-grams) as sacrebleu's CHRF computes it, both directions averaged.
+
+    sacrebleu averages precision and recall over the orders both sides have n-grams of, then takes their F-beta
+    (CHRF._compute_f_score, eps smoothing off: its default). From b's side precision and recall swap. Transcribed
+    like _sentence_bleu, and checked against sacrebleu to the last bit.
     """
-    forward: list[int] = []
-    backward: list[int] = []
-    for match, total_a, total_b in zip(matches, a.char_totals, b.char_totals, strict=True):
-        forward += [total_a if total_b else 0, total_b, match]
-        backward += [total_b if total_a else 0, total_a, match]
-    chrf = _chrf()
-    return (chrf._compute_f_score(forward) + chrf._compute_f_score(backward)) / 200.0
+    precision = recall = 0.0
+    orders = 0
+    for match, total_a, total_b in zip(matches, totals_a, totals_b, strict=True):
+        if total_a and total_b:
+            precision += match / total_a
+            recall += match / total_b
+            orders += 1
+    if orders:
+        precision /= orders
+        recall /= orders
+    return (_f_beta(precision, recall) + _f_beta(recall, precision)) / 200.0
+
+
+def _f_beta(precision: float, recall: float) -> float:
+    """The end of CHRF._compute_f_score, on a 0-100 scale."""
+    if precision + recall:
+        factor = _CHRF_BETA**2
+        score = (1 + factor) * precision * recall
+        score /= (factor * precision) + recall
+        return 100 * score
+    return 0.0
 
 
 def pair_similarities(a: ResponseStats, b: ResponseStats) -> np.ndarray:
     """METRICS for one pair of responses, each in [0, 1], 1 meaning identical."""
+    return np.array(_pair_metrics(a, b))
+
+
+def _pair_metrics(a: ResponseStats, b: ResponseStats, lcs: int | None = None) -> list[float]:
+    """pair_similarities as a list; `lcs`, the pair's longest common token subsequence, if already computed."""
     if a.text == b.text:
-        return np.ones(len(METRICS))
+        return [1.0] * len(METRICS)
     matches = _clipped_matches(a, b)
     words, chars = matches[_WORD_KINDS], matches[_CHAR_KINDS]
-    lcs = LCSseq.similarity(a.tokens, b.tokens)
+    if lcs is None:
+        lcs = LCSseq.similarity(a.tokens, b.tokens)
     longest = max(len(a.tokens), len(b.tokens))
-    return np.array(
-        [
-            _bleu(words, a, b),
-            _chrf_score(chars, a, b),
-            _f1(words[0], a.word_totals[0], b.word_totals[0]),
-            _f1(words[1], a.word_totals[1], b.word_totals[1]),
-            _f1(lcs, len(a.tokens), len(b.tokens)),
-            Levenshtein.normalized_similarity(a.text, b.text),
-            min(len(a.tokens), len(b.tokens)) / longest if longest else 1.0,
-            0.0,
-            _prefix_similarity(a.tokens, b.tokens),
-        ]
-    )
+    return [
+        _bleu(words, a, b),
+        _chrf_score(chars, a.char_totals, b.char_totals),
+        _f1(words[0], a.word_totals[0], b.word_totals[0]),
+        _f1(words[1], a.word_totals[1], b.word_totals[1]),
+        _f1(lcs, len(a.tokens), len(b.tokens)),
+        Levenshtein.normalized_similarity(a.text, b.text),
+        min(len(a.tokens), len(b.tokens)) / longest if longest else 1.0,
+        0.0,
+        _prefix_similarity(a.tokens, b.tokens),
+    ]
 
 
 def _prefix_similarity(a: tuple[str, ...], b: tuple[str, ...]) -> float:
@@ -300,10 +396,13 @@ class PromptPool:
     def of(cls, texts: Sequence[str], closed: bool) -> PromptPool:
         stats = tuple(ResponseStats.of(text) for text in texts)
         n = len(stats)
+        tokens = [stat.tokens for stat in stats]
+        # Every pair's LCS in one call: rapidfuzz converts each response's tokens once, not once per pair.
+        lcs = process.cdist(tokens, tokens, scorer=LCSseq.similarity)
         similarity = np.ones((n, n, len(METRICS)))
         for i in range(n):
             for j in range(i + 1, n):
-                similarity[i, j] = similarity[j, i] = pair_similarities(stats[i], stats[j])
+                similarity[i, j] = similarity[j, i] = _pair_metrics(stats[i], stats[j], int(lcs[i, j]))
         styles = np.array([[getattr(stat, style) for style in _STYLES] for stat in stats]).reshape(n, len(_STYLES))
         cjk = float(np.mean([stat.cjk_share for stat in stats])) if stats else 0.0
         return cls(stats, similarity, closed, styles, cjk)

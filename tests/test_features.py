@@ -14,10 +14,18 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from simct_ci.features import (
+    _BASE,
+    _HASH_ONES,
+    _KIND_PADDINGS,
+    _PADDING,
+    _UNIT_SCALE,
+    BLEU_ORDER,
+    CHRF_CHAR_ORDER,
     FEATURE_NAMES,
     METRICS,
     PromptPool,
     ResponseStats,
+    _ngram_keys,
     observed_features,
     pair_similarities,
     split_features,
@@ -198,3 +206,62 @@ def test_batched_split_features_equal_one_split_at_a_time() -> None:
     batch = split_features_batch(pool, references, candidates)
     for row, ref, cand in zip(batch, references, candidates, strict=True):
         np.testing.assert_array_equal(row, split_features(pool, list(ref), list(cand)))
+
+
+def test_tokens_cover_every_character_but_whitespace_once_in_order() -> None:
+    """ResponseStats joins the tokens for chrF's characters: that must be "".join(text.split()), for any character."""
+    every = "".join(chr(code) for code in range(0x110000))
+    for text in (every, " ".join(every), "".join(f"a{c}_" for c in every)):
+        assert "".join(tokenize(text)) == "".join(text.split())
+
+
+def _rolling_hash_keys(text: str) -> list[int]:
+    """The n-gram keys as first defined, one n-gram at a time: kind in the top 4 bits, the hash's top 60 below."""
+    modulus, base, scale = 2**64, int(_BASE), int(_UNIT_SCALE)
+    tokens = tokenize(text)
+    words = [(hash(token) ^ len(token)) % modulus for token in tokens]
+    chars = [ord(char) for char in "".join(text.split())]
+    keys = []
+    for first_kind, units, orders in ((0, words, BLEU_ORDER), (1, chars, CHRF_CHAR_ORDER)):
+        for k in range(orders):
+            for i in range(len(units) - k):
+                value = 0
+                for unit in units[i : i + k + 1]:
+                    value = (value * base + unit * scale) % modulus
+                keys.append((2 * k + first_kind) << 60 | value >> 4)
+    return sorted(keys)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " \n",
+        "Paris",
+        "a b",
+        "The cat sat on the mat. The cat sat!",
+        "巴黎是法国的首都，也是最大的城市。",
+        "😀😀 👍🏽 of 景 the",
+        "x" * 4095,  # one token and 4,095 characters: as wide as the smallest tables
+        "x" * 4096,  # one unit wider: the next tables
+        " ".join(f"w{i % 331}" for i in range(4000)),  # over 16,384 units: tables built for this text, not kept
+    ],
+)
+def test_ngram_keys_are_the_rolling_hash_of_every_ngram(text: str) -> None:
+    """The prefix-sum computation gives every n-gram its rolling-hash key; the rest is padding, and one sentinel."""
+    tokens = tuple(tokenize(text))
+    keys = _ngram_keys(tokens, "".join(tokens))
+    width = len(tokens) + len("".join(tokens))
+    assert len(keys) == 6 * width + 1 and np.all(keys[:-1] <= keys[1:])
+    padding = (keys & _HASH_ONES) == _HASH_ONES
+    assert keys[-1] == _PADDING and set(keys[padding].tolist()) <= set(_KIND_PADDINGS.tolist())
+    assert keys[~padding].tolist() == _rolling_hash_keys(text)
+
+
+def test_pool_similarities_equal_those_of_each_pair() -> None:
+    texts = [*PAIRS[0], *PAIRS[1], "", PAIRS[0][0]]
+    pool = PromptPool.of(texts, closed=False)
+    for i, a in enumerate(pool.stats):
+        for j, b in enumerate(pool.stats):
+            expected = pair_similarities(a, b) if i != j else np.ones(len(METRICS))
+            np.testing.assert_array_equal(pool.similarity[i, j], expected)

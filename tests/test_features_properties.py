@@ -10,8 +10,22 @@ import sacrebleu
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer
+from sacrebleu.metrics.bleu import BLEU
+from sacrebleu.metrics.chrf import CHRF
 
-from simct_ci.features import _KIND_BITS, _UNIT_SCALE, METRICS, ResponseStats, pair_similarities, tokenize
+from simct_ci.features import (
+    _KIND_BITS,
+    _UNIT_SCALE,
+    BLEU_ORDER,
+    CHRF_CHAR_ORDER,
+    METRICS,
+    ResponseStats,
+    _chrf_score,
+    _sentence_bleu,
+    _totals,
+    pair_similarities,
+    tokenize,
+)
 
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -111,3 +125,42 @@ def test_keys_of_single_characters_never_collide() -> None:
     code_points = np.arange(0x110000, dtype=np.uint64)
     hashes = (code_points * _UNIT_SCALE) >> _KIND_BITS
     assert len(np.unique(hashes)) == len(code_points)
+
+
+@st.composite
+def ngram_statistics(draw: st.DrawFn, max_order: int) -> tuple[list[int], tuple[int, ...], tuple[int, ...]]:
+    """Clipped matches per order for two sequences of drawn lengths, as the n-gram bookkeeping counts them."""
+    totals_a = _totals(draw(st.integers(0, 300)), max_order)
+    totals_b = _totals(draw(st.integers(0, 300)), max_order)
+    matches = [draw(st.integers(0, min(a, b))) for a, b in zip(totals_a, totals_b, strict=True)]
+    return matches, totals_a, totals_b
+
+
+@PROPERTY_SETTINGS
+@given(stats=ngram_statistics(BLEU_ORDER))
+@example(stats=([0, 0, 0, 0], (3, 2, 1, 0), (5, 4, 3, 2)))
+@example(stats=([1, 0, 0, 0], (1, 0, 0, 0), (9, 8, 7, 6)))
+@example(stats=([4, 0, 2, 0], (9, 8, 7, 6), (4, 3, 2, 1)))
+def test_sentence_bleu_is_sacrebleus_compute_bleu_to_the_last_bit(
+    stats: tuple[list[int], tuple[int, ...], tuple[int, ...]],
+) -> None:
+    """The transcription of BLEU.compute_bleu (exp smoothing, effective order) gives the very same float."""
+    matches, hyp_totals, ref_totals = stats
+    hyp_len, ref_len = hyp_totals[0], ref_totals[0]
+    expected = BLEU.compute_bleu(list(matches), list(hyp_totals), hyp_len, ref_len, "exp", effective_order=True)
+    assert _sentence_bleu(matches, hyp_totals, hyp_len, ref_len) == expected.score
+
+
+@PROPERTY_SETTINGS
+@given(stats=ngram_statistics(CHRF_CHAR_ORDER))
+@example(stats=([0] * 6, (0,) * 6, (0,) * 6))
+@example(stats=([0] * 6, (2, 1, 0, 0, 0, 0), (7, 6, 5, 4, 3, 2)))
+def test_chrf_is_sacrebleus_f_score_to_the_last_bit(stats: tuple[list[int], tuple[int, ...], tuple[int, ...]]) -> None:
+    """The transcription of CHRF._compute_f_score, both directions averaged, gives the very same float."""
+    matches, totals_a, totals_b = stats
+    chrf = CHRF(char_order=CHRF_CHAR_ORDER, word_order=0)
+    # sacrebleu's statistics per order: [hypothesis n-grams, or 0 if the reference has none; reference n-grams; matches]
+    forward = [x for m, a, b in zip(matches, totals_a, totals_b, strict=True) for x in (a if b else 0, b, m)]
+    backward = [x for m, a, b in zip(matches, totals_a, totals_b, strict=True) for x in (b if a else 0, a, m)]
+    expected = (chrf._compute_f_score(forward) + chrf._compute_f_score(backward)) / 200.0
+    assert _chrf_score(matches, totals_a, totals_b) == expected
