@@ -80,7 +80,7 @@ def _publishing_options(command: argparse.ArgumentParser) -> None:
 
 
 # Imports inside the handlers are deliberate: the first request must not wait for the engine or the report
-# (numpy, scipy, sacrebleu, LightGBM, Jinja2), which a run needs only once the responses are in.
+# (numpy, scipy, rapidfuzz, LightGBM, Jinja2), which a run needs only once the responses are in.
 
 
 def _run(args: argparse.Namespace) -> int:
