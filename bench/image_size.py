@@ -1,11 +1,17 @@
 """The Action's image size without Docker: what `pip install -r requirements.txt` adds, measured in a fresh venv,
 plus the package's own files, plus the python:3.11-slim base image's published size.
 
+The venv then loses what the Dockerfile deletes in the same RUN (numpy's and scipy's `tests/` directories): the
+bench reads that `find` command from the Dockerfile and runs it on the venv's site-packages, and stops if the
+install RUN holds any other command it does not replicate.
+
 Run: python bench/image_size.py          (writes bench/results/image_size.json; needs pip to reach its index)
 
 Per distribution: bytes on disk of the files in its RECORD (the .pyc files pip compiles included, as in the
 image). The compressed figure is what a pull downloads for that layer: the files as a gzip'd tar (level 6, like
 Docker's layers). pip, setuptools and wheel are left out: the base image has them already.
+`of_which_tests_mb` is what is left of a distribution under `tests/` or `testing/` after the cleanup,
+`removed_by_cleanup_mb` what the cleanup deleted from it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import gzip
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -42,6 +49,8 @@ LIBGOMP_FALLBACK_KB = 312
 ALREADY_IN_BASE = {"pip", "setuptools", "wheel"}
 APP_PATHS = ("simct_ci", "templates", "entrypoint.py")  # what the Dockerfile copies
 APP_EXCLUDED = ("training", "__pycache__")  # .dockerignore
+DOCKERFILE = REPO / "Dockerfile"
+IMAGE_SITE_PACKAGES = "/usr/local/lib/python3.11/site-packages"  # where pip installs in python:3.11-slim
 
 _SIZES_SCRIPT = r"""
 import json, sys
@@ -120,6 +129,51 @@ def _site_packages(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
+def install_cleanup() -> list[list[str]]:
+    """The `find`s that the Dockerfile's install RUN runs after `pip install -r requirements.txt`, as argv.
+
+    Stops when the RUN holds a command other than that install and `find`s under the image's site-packages: the
+    bench would then measure something else than the image."""
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    runs = [line[4:] for line in text.splitlines() if line.startswith("RUN ") and "pip install" in line]
+    if len(runs) != 1:
+        raise SystemExit(f"{DOCKERFILE}: expected one RUN with `pip install`, found {len(runs)}")
+    cleanups = []
+    for argv in (shlex.split(part) for part in runs[0].split("&&")):
+        if argv[:2] == ["pip", "install"] and argv[-2:] == ["-r", "requirements.txt"]:
+            continue
+        starts = argv[1 : next((i for i, word in enumerate(argv) if word.startswith("-")), len(argv))]
+        if argv[0] != "find" or not starts or not all(s.startswith(IMAGE_SITE_PACKAGES + "/") for s in starts):
+            raise SystemExit(
+                f"{DOCKERFILE}: the install RUN runs {shlex.join(argv)!r}, which this bench does not replicate"
+            )
+        cleanups.append(argv)
+    return cleanups
+
+
+def _apply_cleanup(commands: list[list[str]], site: Path) -> dict[str, Any]:
+    """Run the Dockerfile's cleanup on the venv's site-packages; what it removed."""
+
+    def sizes() -> dict[Path, int]:
+        return {p: p.stat().st_size for p in site.rglob("*") if p.is_file()}
+
+    before = sizes()
+    for argv in commands:
+        subprocess.run([word.replace(IMAGE_SITE_PACKAGES, str(site)) for word in argv], check=True)
+    after = sizes()
+    removed = {path: size for path, size in before.items() if path not in after}
+    by_top: dict[str, float] = {}
+    for path, size in removed.items():
+        top = path.relative_to(site).parts[0]
+        by_top[top] = by_top.get(top, 0) + size
+    return {
+        "dockerfile_commands": [shlex.join(argv) for argv in commands],
+        "removed_files": len(removed),
+        "removed_mb": round(sum(removed.values()) / MB, 2),
+        "removed_mb_by_top_level": {top: round(size / MB, 2) for top, size in sorted(by_top.items())},
+    }
+
+
 def _libgomp_kb() -> tuple[int, str]:
     try:
         out = subprocess.run(["apt-cache", "show", "libgomp1"], capture_output=True, text=True, check=True).stdout
@@ -146,9 +200,11 @@ def main() -> None:
         "command": "python bench/image_size.py",
         "environment_before": environment(),
     }
+    cleanup_commands = install_cleanup()  # before the install: a Dockerfile the bench cannot follow stops it at once
     with tempfile.TemporaryDirectory(prefix="simct-bench-image-") as scratch:
         python = _venv(Path(scratch) / "venv")
         site = _site_packages(python)
+        cleanup = _apply_cleanup(cleanup_commands, site)
         rows = json.loads(subprocess.run([str(python), "-c", _SIZES_SCRIPT], capture_output=True, text=True,
                                          check=True).stdout)  # fmt: skip
         packages = []
@@ -164,6 +220,7 @@ def main() -> None:
                     "installed_mb": round(sum(f.stat().st_size for f in files) / MB, 2),
                     "compressed_mb": round(compressed_size(files, site) / MB, 2),
                     "of_which_tests_mb": round(sum(f.stat().st_size for f in test_files) / MB, 2),
+                    "removed_by_cleanup_mb": cleanup["removed_mb_by_top_level"].get(_normal(row["name"]), 0.0),
                     "required_by": sorted(
                         other["name"]
                         for other in rows
@@ -203,6 +260,7 @@ def main() -> None:
                 "source": BASE_SOURCE,
             },
             "libgomp1_source": libgomp_source,
+            "cleanup": cleanup,
             "site_packages_total_mb_including_pip": round(total_site, 1),
             "packages": packages,
             "layers": layers,
@@ -215,8 +273,11 @@ def main() -> None:
     for package in packages[:8]:
         print(
             f"{package['name']:<20} {package['installed_mb']:>7.1f} MB  ({package['compressed_mb']:.1f} MB gzip, "
-            f"tests {package['of_which_tests_mb']:.1f} MB, required by {', '.join(package['required_by']) or '-'})"
+            f"tests left {package['of_which_tests_mb']:.1f} MB, removed {package['removed_by_cleanup_mb']:.1f} MB, "
+            f"required by {', '.join(package['required_by']) or '-'})"
         )
+    commands = " && ".join(cleanup["dockerfile_commands"]) or "none"
+    print(f"cleanup: {commands}: -{cleanup['removed_mb']:.1f} MB ({cleanup['removed_files']} files)")
     print(
         f"image: {total_installed:.0f} MB uncompressed, {total_compressed:.0f} MB compressed (target {TARGET_MB:.0f})"
     )

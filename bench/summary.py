@@ -98,11 +98,15 @@ def rows() -> Iterator[tuple[str, str, str, str, str, str]]:
     if image:
         size = image["image_uncompressed_mb"]
         top = ", ".join(f"{p['name']} {p['installed_mb']:.0f}" for p in image["packages"][:3])
+        status = _verdict(size <= 350)
+        if size <= 350:  # the margin and the base image's figure, which is published, not measured
+            base = image["base_image"]["uncompressed_mb"]
+            status += f" by {350 - size:.0f} MB, if the base image is the published {base:.0f} MB (not measured here)"
         yield (
             "image size (base published + measured venv + package)",
             f"{size:.0f} MB uncompressed, {image['image_compressed_mb']:.0f} MB compressed (largest: {top} MB)",
             "<= 350 MB",
-            _verdict(size <= 350),
+            status,
             "python bench/image_size.py",
             _when(image),
         )
