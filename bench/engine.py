@@ -26,8 +26,10 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from simct_ci.compare import CLASSIFIER, LENGTH
 from simct_ci.features import FEATURE_NAMES, split_features_batch
-from simct_ci.model import BundledModel
+from simct_ci.model import BundledModel, read_card
+from simct_ci.stats import PAIRED_T, combined_t_test
 from simct_ci.training.dataset import (
     ALL_CHANGES,
     GREEDY_REFERENCE,
@@ -35,8 +37,9 @@ from simct_ci.training.dataset import (
     build_rows,
     load_prompts,
 )
-from simct_ci.training.deployments import CHANGES, REFERENCE
+from simct_ci.training.deployments import CHANGES, CORE_REFERENCE_SAMPLES, REFERENCE
 from simct_ci.training.train import auroc, fit
+from simct_ci.verdicts import INCONSISTENT
 
 K = 3
 ALPHA = 0.05
@@ -45,6 +48,8 @@ BASELINE_METRICS = ("chrf", "bleu", "rougeL", "edit_sim", "length_ratio")
 SEVERITY = {c.change: c.severity for c in CHANGES}
 TARGET_POWER = {"large": (20, 0.95), "moderate": (50, 0.9), "subtle": (100, 0.8)}
 RESULTS = Path("bench/results/engine.json")
+# The combined test's weights, from the bundled model's card: the same the product uses.
+WEIGHTS = {name: 1.0 / scale for name, scale in read_card().component_scales.items()}
 DOC = Path("docs/engine-benchmark.md")
 
 
@@ -105,7 +110,9 @@ def _null_draws(rows: PromptRows, draws: list[tuple[list[int], list[int]]], mode
 
 
 def evaluate_prompt(rows: PromptRows, null_model, change_models: dict, rng: random.Random) -> PromptEval:
-    every = rows.indices(REFERENCE)
+    # The 6+3 protocol draws from 9 samples; prompts topped up to 15 (for bench/detection.py) use their first 9,
+    # so every prompt weighs the same and the split count stays C(9, 3).
+    every = rows.indices(REFERENCE)[:CORE_REFERENCE_SAMPLES]
     pool = every[:PROTOCOL_POOL]
     protocol = [(list(ref), [i for i in pool if i not in ref]) for ref in itertools.combinations(pool, K)]
     # Every (6 reference, 3 candidate) split of the 9 samples: a random subset would carry its own chance
@@ -128,6 +135,10 @@ def evaluate_prompt(rows: PromptRows, null_model, change_models: dict, rng: rand
 
 
 def _reject(values: np.ndarray) -> bool:
+    """The product's decision: columns (classifier, length) -> the combined t-test; one column -> one t-test."""
+    if values.ndim == 2:
+        components = {CLASSIFIER: values[:, 0], LENGTH: values[:, 1]}
+        return combined_t_test(components, WEIGHTS, ALPHA, PAIRED_T, min_prompts=2).verdict == INCONSISTENT
     if np.ptp(values) <= 1e-12:
         return bool(values.mean() > 1e-12)
     return bool(stats.ttest_1samp(values, 0.0, alternative="greater").pvalue < ALPHA)
@@ -200,6 +211,16 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
 
         return draw
 
+    def random_split_union(statistic, baseline):
+        """One random split per prompt, and both of the product's components on that same split."""
+
+        def draw(i):
+            values, lengths = statistic(evaluations[i]), baseline(evaluations[i], "length_ratio")
+            r = rng.randrange(len(values))
+            return (values[r], lengths[r])
+
+        return draw
+
     def fixed(statistic):
         return lambda i: statistic(evaluations[i])
 
@@ -209,7 +230,10 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
         ("6+3 default", lambda e: e.null_default, lambda e, m: e.null_default_baseline[m]),
     ):
         for count in PROMPT_COUNTS:
-            row = {"simct": rejection_rate(random_split(statistic), count, n, reps, rng)[0]}
+            row = {
+                "simct": rejection_rate(random_split_union(statistic, baseline), count, n, reps, rng)[0],
+                "classifier": rejection_rate(random_split(statistic), count, n, reps, rng)[0],
+            }
             for m in BASELINE_METRICS:
                 row[m] = rejection_rate(random_split(lambda e, m=m, b=baseline: b(e, m)), count, n, reps, rng)[0]
             calibration[f"{setting}, {count} prompts"] = row
@@ -218,12 +242,14 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
     for change in ALL_CHANGES:
         power[change] = {}
         for count in PROMPT_COUNTS:
-            rate, replaced = rejection_rate(fixed(lambda e, c=change: e.statistic[c]), count, n, reps, rng)
+            union = fixed(lambda e, c=change: (e.statistic[c], e.baseline[c]["length_ratio"]))
+            rate, replaced = rejection_rate(union, count, n, reps, rng)
             row = {"simct": rate, "prompts_resampled": replaced}
+            row["classifier"] = rejection_rate(fixed(lambda e, c=change: e.statistic[c]), count, n, reps, rng)[0]
             for m in BASELINE_METRICS:
                 row[m] = rejection_rate(fixed(lambda e, c=change, m=m: e.baseline[c][m]), count, n, reps, rng)[0]
             power[change][str(count)] = row
-        effects[change] = {"simct": effect_size(np.array([e.statistic[change] for e in evaluations]))}
+        effects[change] = {"classifier": effect_size(np.array([e.statistic[change] for e in evaluations]))}
         for m in BASELINE_METRICS:
             effects[change][m] = effect_size(np.array([e.baseline[change][m] for e in evaluations]))
         greedy_pos = [e.greedy_score[change] for e in evaluations if change in e.greedy_score]
@@ -260,17 +286,25 @@ def render(results: dict) -> str:
         "has 3 samples, so the paired test compares sets of 1). *6+3 default*: the product's setting, a "
         "6-sample reference and a 3-sample candidate drawn at random from 9 samples of the same deployment.",
         "",
-        "| setting | SimCT | " + " | ".join(BASELINE_METRICS) + " |",
-        "|---|---|" + "---|" * len(BASELINE_METRICS),
+        "| setting | SimCT | classifier only | " + " | ".join(BASELINE_METRICS) + " |",
+        "|---|---|---|" + "---|" * len(BASELINE_METRICS),
     ]
     for count, row in results["calibration"].items():
-        lines.append(f"| {count} | {_fmt(row['simct'])} | " + " | ".join(_fmt(row[m]) for m in BASELINE_METRICS) + " |")
+        lines.append(
+            f"| {count} | {_fmt(row['simct'])} | {_fmt(row['classifier'])} | "
+            + " | ".join(_fmt(row[m]) for m in BASELINE_METRICS)
+            + " |"
+        )
     lines += [
         "",
         "## Power at alpha 0.05 (SimCT vs single-metric paired t-tests on the same samples)",
         "",
-        "| change | group | target | prompts | SimCT | " + " | ".join(BASELINE_METRICS) + " |",
-        "|---|---|---|---|---|" + "---|" * len(BASELINE_METRICS),
+        "*SimCT* is the product's test: one one-sided paired t-test on the classifier's and the length "
+        "statistic's per-prompt differences, each divided by its same-deployment spread from the model card, "
+        "summed. *classifier only* is the classifier's difference alone.",
+        "",
+        "| change | group | target | prompts | SimCT | classifier only | " + " | ".join(BASELINE_METRICS) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(BASELINE_METRICS),
     ]
     for change, by_count in results["power"].items():
         severity = SEVERITY[change]
@@ -280,19 +314,18 @@ def render(results: dict) -> str:
             goal = f">= {target} at {target_n}" if int(count) == target_n else ""
             lines.append(
                 f"| {change} | {severity} | {goal} | {count}{mark} | **{_fmt(row['simct'])}** | "
-                + " | ".join(_fmt(row[m]) for m in BASELINE_METRICS)
-                + " |"
+                f"{_fmt(row['classifier'])} | " + " | ".join(_fmt(row[m]) for m in BASELINE_METRICS) + " |"
             )
     lines += [
         "",
         "## Effect size (mean / sd over prompts of the per-prompt statistic)",
         "",
-        "| change | SimCT | " + " | ".join(BASELINE_METRICS) + " |",
+        "| change | classifier | " + " | ".join(BASELINE_METRICS) + " |",
         "|---|---|" + "---|" * len(BASELINE_METRICS),
     ]
     for change, row in results["effect_size"].items():
         lines.append(
-            f"| {change} | {_fmt(row['simct'])} | " + " | ".join(_fmt(row[m]) for m in BASELINE_METRICS) + " |"
+            f"| {change} | {_fmt(row['classifier'])} | " + " | ".join(_fmt(row[m]) for m in BASELINE_METRICS) + " |"
         )
     lines += [
         "",

@@ -27,7 +27,7 @@ from simct_ci.model import BundledModel
 from simct_ci.protocol import reference_samples
 from simct_ci.responses import CLOSED, Prompt
 from simct_ci.sequential import nominal_alphas
-from simct_ci.stats import ONE_SAMPLE_T, PAIRED_T, equivalence_p_value, union_t_test
+from simct_ci.stats import ONE_SAMPLE_T, PAIRED_T, combined_t_test, equivalence_p_value
 from simct_ci.verdicts import CONSISTENT, INCOMPLETE, INCONSISTENT, Comparison, ModelWiseResult, PromptScore
 
 LENGTH_FEATURE = "cross_length_ratio"  # shorter / longer response length of a pair, averaged over its pairs
@@ -76,9 +76,15 @@ def signature(
     fractions = settings.look_fractions
     look = f"|look:{len(fractions)}@{fractions[-1]:.2f},{settings.spending}" if fractions else ""
     return (
-        f"test:{test}[{'+'.join(components)}]|alpha:{settings.alpha:g}|mode:{mode}{look}|samples:{samples}"
+        f"test:{test}[{_terms(components, model)}]|alpha:{settings.alpha:g}|mode:{mode}{look}|samples:{samples}"
         f"|sets:{set_size}v{set_size}|features:{FEATURE_SET}|model:{model.info.short}|simct:{__version__}"
     )
+
+
+def _terms(components: Sequence[str], model: BundledModel) -> str:
+    """The combined statistic as written: each component over its scale from the model card."""
+    scales = model.card.component_scales
+    return "+".join(f"{name}/{scales[name]:g}" if name in scales else name for name in components)
 
 
 def compare(
@@ -111,7 +117,8 @@ def compare(
         PromptScore(pid, s, bool(s >= threshold), d if paired else None)
         for pid, s, d in zip(pools, cross, components[CLASSIFIER], strict=True)
     )
-    result = model_wise(components, test, settings)
+    weights = {name: 1.0 / scale for name, scale in model.card.component_scales.items()}
+    result = model_wise(components, weights, test, settings)
     result = _incomplete_if_too_much_missing(result, len(missing), len(prompts), settings)
     set_size = max((p.set_size for p in pools.values()), default=1) or 1
     return Comparison(
@@ -125,25 +132,27 @@ def compare(
     )
 
 
-def model_wise(components: Mapping[str, Sequence[float]], test: str, settings: GateSettings) -> ModelWiseResult:
+def model_wise(
+    components: Mapping[str, Sequence[float]], weights: Mapping[str, float], test: str, settings: GateSettings
+) -> ModelWiseResult:
     """The stage's verdict from its per-prompt component statistics.
 
-    Difference mode: inconsistent when any component shows a shift (Bonferroni union of one-sided t-tests).
-    Equivalence mode adds the other side: consistent exactly when every component's mean shift is shown to be
-    below the margin (an intersection-union test, each at alpha), even if a smaller shift is detected: the
-    margin is the shift that still counts as consistent. Otherwise a detected shift is inconsistent, and no
-    evidence either way is incomplete.
+    Difference mode: inconsistent when the weighted sum of the components is shown to be above zero (one
+    one-sided t-test, stats.combined_t_test). Equivalence mode adds the other side: consistent exactly when every
+    component's mean shift is shown to be below the margin (an intersection-union test, each at alpha), even if
+    a smaller shift is detected: the margin is the shift that still counts as consistent. Otherwise a detected
+    shift is inconsistent, and no evidence either way is incomplete.
     """
-    result = union_t_test(components, settings.alpha, test, settings.min_prompts, _nominal(settings, len(components)))
+    result = combined_t_test(components, weights, settings.alpha, test, settings.min_prompts, _nominal(settings))
     if settings.mode != EQUIVALENCE or result.verdict == INCOMPLETE:
         return result
     shown = {name: equivalence_p_value(values, settings.margin) for name, values in components.items()}
     weakest, p_value = max(shown.items(), key=lambda item: item[1])
     if p_value < settings.alpha:
         note = f"every shift shown below the margin {settings.margin:g} (largest equivalence p = {p_value:.3g})"
-        if result.verdict == INCONSISTENT:  # a shift is found (the union's "decided by X"), but within the margin
-            found = result.note.replace("decided by ", "a shift found in ")
-            return replace(result, verdict=CONSISTENT, note=_join_note(found, f"{note}, so it counts as consistent"))
+        if result.verdict == INCONSISTENT:  # a shift is found, but it is within the margin
+            note = f"a shift is found, but {note}, so it counts as consistent"
+            return replace(result, verdict=CONSISTENT, note=_join_note(result.note, note))
         return replace(result, note=_join_note(result.note, note))
     if result.verdict == INCONSISTENT:
         return result
@@ -154,11 +163,11 @@ def model_wise(components: Mapping[str, Sequence[float]], test: str, settings: G
     return replace(result, verdict=INCOMPLETE, note=_join_note(result.note, note))
 
 
-def _nominal(settings: GateSettings, n_components: int) -> float | None:
-    """At a sequential look, each component's share alpha / m is spent over the looks (sequential.py)."""
+def _nominal(settings: GateSettings) -> float | None:
+    """At a sequential look, the threshold that spends alpha over the looks (sequential.py)."""
     if not settings.look_fractions:
         return None
-    return nominal_alphas(settings.alpha / n_components, settings.look_fractions, settings.spending)[-1]
+    return nominal_alphas(settings.alpha, settings.look_fractions, settings.spending)[-1]
 
 
 def _join_note(first: str, second: str) -> str:
@@ -244,6 +253,17 @@ def _scores(
         CLASSIFIER: [c - s for c, s in zip(cross, same, strict=True)],
         LENGTH: length_drop,
     }
+
+
+def same_deployment_spread(splits: Sequence[tuple[Sequence[str], Sequence[str], bool]], model) -> dict[str, float]:
+    """Each paired component's spread over same-deployment (reference, candidate, closed) splits: the scales the
+    combined test divides by (measured in training, stored in the model card). `model` needs only `.score`."""
+    pools = {
+        str(i): _Pool((*ref, *cand), closed, len(ref), min(len(ref) // 2, len(cand)))
+        for i, (ref, cand, closed) in enumerate(splits)
+    }
+    _, components = _scores(pools, model, paired=True)
+    return {name: float(np.std(values, ddof=1)) for name, values in components.items()}
 
 
 def _incomplete_if_too_much_missing(

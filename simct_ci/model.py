@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class ModelCard:
     feature_set: str
     threshold: float
     null_mean: dict[str, float]  # decoding ("sampled" | "greedy") -> mean same-deployment score at k = 1
+    # paired-test component -> its spread over same-deployment splits in training: the combined test's scale
+    component_scales: dict[str, float]
     raw: dict[str, Any]
 
     @property
@@ -52,11 +55,15 @@ def read_card(directory: Path = BUNDLED_DIR) -> ModelCard:
             features=tuple(raw["features"]),
             feature_set=str(raw["feature_set"]),
             threshold=float(raw["threshold"]),
-            null_mean={str(k): float(v) for k, v in raw["null_mean"].items()},
+            null_mean=_numbers(raw, "null_mean"),
+            component_scales=_numbers(raw, "component_scales"),
             raw=raw,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"{card_path}: model card lacks or mistypes {error}") from None
+    scales = card.component_scales
+    if not scales or not all(0 < scale < math.inf for scale in scales.values()):  # weights are 1 / scale
+        raise ModelFileError(f"{card_path}: model card's component_scales must be positive numbers, got {scales}")
     if card.features != FEATURE_NAMES or card.feature_set != FEATURE_SET:
         raise ModelFileError(
             f"{card_path}: model was trained on feature set {card.feature_set!r}, this code computes "
@@ -66,6 +73,14 @@ def read_card(directory: Path = BUNDLED_DIR) -> ModelCard:
     if actual != card.model_sha256:
         raise ModelFileError(f"{model_path}: sha256 {actual[:12]}… does not match its card; the file is corrupted")
     return card
+
+
+def _numbers(raw: dict[str, Any], key: str) -> dict[str, float]:
+    """The card's object of numbers under `key`; an error names the key (as a missing key's KeyError does)."""
+    try:
+        return {str(k): float(v) for k, v in raw[key].items()}
+    except (AttributeError, TypeError, ValueError):
+        raise TypeError(repr(key)) from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Both are one-sided Student's t-tests over prompts (prompts are the independent units):
 - PAIRED_T (the reference has >= 2 samples per prompt): per prompt, the classifier's cross-stage score minus
-  its same-deployment score on held-back reference samples (see compare.py). Under a same-deployment
-  candidate this difference has mean exactly 0, so the test is calibrated whatever the classifier does.
+  its same-deployment score on held-back reference samples, combined with the same difference of the length
+  ratio (see compare.py). Under a same-deployment candidate each has mean exactly 0, so the test is
+  calibrated whatever the classifier does.
 - ONE_SAMPLE_T (one reference sample per prompt, the paper's setting): the scores against the mean score of
   same-deployment pairs measured out-of-fold during training. That null comes from other prompts and
   deployments than yours, so this mode is less rigorous, and the result says so.
@@ -53,34 +54,33 @@ def t_test_greater(differences: Sequence[float], alpha: float, test: str, min_pr
     return ModelWiseResult(test, statistic, p_value, effect, alpha, n, verdict, note)
 
 
-def union_t_test(
+def combined_t_test(
     components: Mapping[str, Sequence[float]],
+    weights: Mapping[str, float],
     alpha: float,
     test: str,
     min_prompts: int,
     nominal: float | None = None,
 ) -> ModelWiseResult:
-    """Inconsistent when any component's one-sided t-test rejects at `nominal` (alpha / m by default).
+    """One t-test on the weighted sum of the per-prompt components; each component's own test is reported too.
 
-    A Bonferroni union: the false-positive rate stays at most alpha whatever the dependence between the
-    components. The reported p-value is m x the smallest p; statistic and effect size are the decisive
-    component's. `nominal` is lower than alpha / m at an interim look of the sequential mode.
+    Every component has mean exactly zero per prompt under a same-deployment candidate (compare.py), so any sum
+    with fixed weights does too, and the test stays calibrated with no correction for multiplicity. The weights
+    (1 / the component's same-deployment spread, measured in training) put the components on one scale, so a
+    change that moves several adds up while one that moves a single component is still seen. `nominal`, lower
+    than alpha, is the threshold of an interim look in the sequential mode.
     """
-    results = {name: t_test_greater(values, alpha, test, min_prompts) for name, values in components.items()}
-    parts = tuple(ComponentResult(n, r.statistic, r.p_value, r.effect_size) for n, r in results.items())
-    name, decisive = min(results.items(), key=lambda item: _p_or_one(item[1].p_value))
-    if decisive.verdict == INCOMPLETE:
-        return replace(decisive, components=parts)
-    threshold = alpha / len(results) if nominal is None else nominal
-    rejected = decisive.p_value < threshold
-    note = decisive.note if len(results) == 1 else _join(decisive.note, f"decided by {name}" if rejected else "")
-    return replace(
-        decisive,
-        p_value=min(1.0, len(results) * decisive.p_value),
-        verdict=INCONSISTENT if rejected else CONSISTENT,
-        note=note,
-        components=parts,
+    names = list(components)
+    combined = np.sum([np.asarray(components[n], dtype=float) * weights.get(n, 1.0) for n in names], axis=0)
+    result = t_test_greater(combined, alpha, test, min_prompts)
+    parts = tuple(
+        ComponentResult(name, part.statistic, part.p_value, part.effect_size)
+        for name in names
+        for part in [t_test_greater(components[name], alpha, test, min_prompts)]
     )
+    if result.verdict != INCOMPLETE and nominal is not None:
+        result = replace(result, verdict=INCONSISTENT if result.p_value < nominal else CONSISTENT)
+    return replace(result, components=parts)
 
 
 def equivalence_p_value(values: Sequence[float], margin: float) -> float:
@@ -92,11 +92,5 @@ def equivalence_p_value(values: Sequence[float], margin: float) -> float:
     return float(stats.ttest_1samp(array, margin, alternative="less").pvalue)
 
 
-def _p_or_one(p_value: float) -> float:
-    return 1.0 if math.isnan(p_value) else p_value
-
-
 def _join(first: str, second: str) -> str:
-    if not second:
-        return first
     return f"{first}; {second}" if first else second

@@ -43,7 +43,7 @@ class ModelWiseResult:
     n_prompts: int
     verdict: str  # one of VERDICTS
     note: str = ""  # why the verdict is incomplete, or a caveat (less rigorous mode, identical responses)
-    components: tuple[ComponentResult, ...] = ()  # each test of the family; p_value is their Bonferroni union
+    components: tuple[ComponentResult, ...] = ()  # each component's own test; p_value is the combined test's
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from simct_ci.compare import CLASSIFIER, LENGTH, same_deployment_spread
 from simct_ci.errors import ModelFileError
 from simct_ci.features import FEATURE_NAMES
 from simct_ci.model import BUNDLED_DIR, CARD_FILE, MODEL_FILE, BundledModel, read_card
@@ -89,3 +91,111 @@ def test_card_that_is_not_json(bundle: Path) -> None:
     with pytest.raises(ModelFileError, match="unreadable model card") as caught:
         read_card(bundle)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("field", ["component_scales", "null_mean", "threshold", "model_sha256"])
+def test_a_card_without_a_required_field_is_refused_naming_it(bundle: Path, field: str) -> None:
+    card = _card(bundle)
+    del card[field]
+    _write_card(bundle, card)
+    with pytest.raises(ModelFileError, match=f"model card lacks or mistypes '{field}'") as caught:
+        read_card(bundle)
+    assert str(bundle / CARD_FILE) in str(caught.value)
+    with pytest.raises(ModelFileError, match=field):
+        BundledModel.load(bundle)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, [0.17, 0.067], "0.17", {"classifier": "wide", "length": 0.067}, {"classifier": None, "length": 0.067}],
+    ids=["null", "list", "string", "word", "null scale"],
+)
+def test_mistyped_component_scales_are_refused_naming_the_field(bundle: Path, value: object) -> None:
+    card = _card(bundle)
+    card["component_scales"] = value
+    _write_card(bundle, card)
+    with pytest.raises(ModelFileError, match="model card lacks or mistypes 'component_scales'"):
+        read_card(bundle)
+
+
+@pytest.mark.parametrize(
+    "scales",
+    [{}, {"classifier": 0.0, "length": 0.067}, {"classifier": 0.17, "length": -0.067}, {"classifier": math.nan}],
+    ids=["empty", "zero", "negative", "nan"],
+)
+def test_component_scales_that_are_not_positive_numbers_are_refused(bundle: Path, scales: dict) -> None:
+    """The combined test divides by them: zero would crash after every endpoint was queried, a negative scale would
+    turn a shift into evidence of consistency, and NaN would make every stage consistent."""
+    card = _card(bundle)
+    card["component_scales"] = scales
+    _write_card(bundle, card)  # NaN is written as the JSON extension that Python reads back
+    with pytest.raises(ModelFileError, match="component_scales must be positive numbers"):
+        read_card(bundle)
+
+
+def test_the_bundled_card_has_a_positive_scale_per_paired_component() -> None:
+    scales = read_card().component_scales
+    assert set(scales) == {CLASSIFIER, LENGTH}
+    assert all(0 < scale < math.inf for scale in scales.values())
+
+
+# --- the component scales are what training computes -------------------------------------------------------------
+
+DATASET = Path(__file__).resolve().parents[1] / "data" / "dataset" / "responses.jsonl.gz"
+
+
+@pytest.fixture(scope="module")
+def train_prompts() -> list:
+    from simct_ci.training.dataset import complete_prompts, load_records
+
+    if not DATASET.exists():
+        pytest.skip("the committed dataset is not in this checkout")
+    return [p for p in complete_prompts(load_records([DATASET])) if p.split == "train"]
+
+
+class _Booster:
+    """The bundled model behind the `.predict` that training's component_scales calls on a LightGBM booster."""
+
+    def __init__(self, model: BundledModel) -> None:
+        self.predict = model.score
+
+
+def test_component_scales_are_positive_and_close_to_the_bundled_cards(train_prompts: list) -> None:
+    from simct_ci.training.train import component_scales
+
+    model = BundledModel.load()
+    first = train_prompts[:30]
+    assert len(first) == 30
+    scales = component_scales(first, _Booster(model))
+    assert set(scales) == {CLASSIFIER, LENGTH}
+    assert all(0 < scale < math.inf for scale in scales.values()), scales
+    assert component_scales(first, _Booster(model)) == scales  # seeded: reproducible
+    # The card was filled by the same function on every train prompt; the dataset may have grown since.
+    for name, bundled in model.card.component_scales.items():
+        assert 1 / 1.5 <= scales[name] / bundled <= 1.5, (name, scales[name], bundled)
+
+
+def test_the_cards_scales_are_reproduced_exactly_from_the_data_it_names(train_prompts: list) -> None:
+    from simct_ci.training.train import component_scales
+
+    model = BundledModel.load()
+    if model.card.raw["training_data"]["sha256"] != hashlib.sha256(DATASET.read_bytes()).hexdigest():
+        pytest.skip("the committed dataset has changed since the card was written")
+    assert component_scales(train_prompts, _Booster(model)) == model.card.component_scales
+
+
+def test_same_deployment_spread_is_the_sd_of_each_paired_component() -> None:
+    """compare.same_deployment_spread: on splits of one deployment's responses, the sd of each component."""
+    model = BundledModel.load()
+    rng = np.random.default_rng(0)
+    words = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
+    splits = []
+    for i in range(12):
+        texts = [f"Answer {i}: " + " ".join(rng.choice(words, rng.integers(3, 25))) for _ in range(9)]
+        splits.append((texts[:6], texts[6:], False))
+    spread = same_deployment_spread(splits, model)
+    assert set(spread) == {CLASSIFIER, LENGTH}
+    assert all(0 < value < math.inf for value in spread.values()), spread
+    # Identical responses everywhere: no spread at all.
+    same = [([f"Answer {i}."] * 6, [f"Answer {i}."] * 3, True) for i in range(5)]
+    assert same_deployment_spread(same, model) == {CLASSIFIER: 0.0, LENGTH: 0.0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -76,7 +77,10 @@ def test_signature_records_every_setting(model: BundledModel) -> None:
     prompts = _prompts(10)
     reference = {p.id: [f"{p.id} a", f"{p.id} b"] for p in prompts}
     result = compare(reference, reference, prompts, model, samples=2, settings=GateSettings(alpha=0.01))
+    scales = model.card.component_scales
+    terms = f"classifier/{scales['classifier']:g}+length/{scales['length']:g}"  # the combined statistic, as written
     assert result.signature.startswith(
-        "test:paired-t[classifier+length]|alpha:0.01|mode:difference|samples:2|sets:1v1|features:v2|model:1.0.0+"
+        f"test:paired-t[{terms}]|alpha:0.01|mode:difference|samples:2|sets:1v1|features:v2|model:{model.card.version}+"
     )
     assert model.info.sha256[:8] in result.signature
+    assert re.fullmatch(r"test:paired-t\[classifier/0\.\d+\+length/0\.\d+\]\|.*", result.signature)

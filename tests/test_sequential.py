@@ -265,24 +265,34 @@ def test_demo_sequential_decides_the_rerun_on_every_prompt_at_the_last_look(demo
 
 
 def test_demo_stops_at_the_first_look_that_crosses(demo_runs: dict, model: BundledModel) -> None:
-    """Recompute every look before the stop in-process: none of them crossed its boundary, the stopping one did."""
+    """Recompute every look up to the stop in-process: the one combined test spends the whole alpha over the looks,
+    and the stage stops at the first look whose p-value is below that look's nominal threshold."""
     _, out = demo_runs["sequential"]
     stage = _stages(out)["quantized-q2_k"]
-    look = int(re.search(r"stopped at look (\d)", stage["model_wise"]["note"])[1])
+    look = int(re.search(r"stopped at look (\d) of 3", stage["model_wise"]["note"])[1])  # whichever the run says
     cfg = load_config(_demo_project(out.parent, {"sequential": {"looks": 3}}, "recompute"))
     sizes = look_sizes(len(cfg.prompts), 3)
     fractions = tuple(size / len(cfg.prompts) for size in sizes)
+    thresholds = nominal_alphas(cfg.gate.alpha, fractions)  # the full alpha: one test, no Bonferroni split
+    assert thresholds[-1] > cfg.gate.alpha / 2
     responses = {s.name: StageResponses(s.name, read_recorded(s.responses)) for s in cfg.stages}
     candidate = [cfg.stage("quantized-q2_k")]
-    verdicts = []
+    p_values, verdicts = [], []
     for k in range(look):
         in_hand = replace(cfg, prompts=cfg.prompts[: sizes[k]])
         (comparison,) = compare_all(in_hand, responses, model, candidate, gate_settings(cfg, fractions[: k + 1]))
+        p_values.append(comparison.model_wise.p_value)
         verdicts.append(comparison.verdict)
-        smallest = min(c.p_value for c in comparison.model_wise.components)
-        threshold = nominal_alphas(cfg.gate.alpha / 2, fractions[: k + 1])[-1]
-        assert (smallest < threshold) == (comparison.verdict == INCONSISTENT)
+        assert nominal_alphas(cfg.gate.alpha, fractions[: k + 1])[-1] == pytest.approx(thresholds[k])
+        assert (comparison.model_wise.p_value < thresholds[k]) == (comparison.verdict == INCONSISTENT)
     assert verdicts == [CONSISTENT] * (look - 1) + [INCONSISTENT]
+    assert all(p >= threshold for p, threshold in zip(p_values[:-1], thresholds, strict=False))
+    assert p_values[-1] < thresholds[look - 1]
+    # The run reports the stopping look's own test: the combined p-value, not a component's.
+    assert stage["model_wise"]["p_value"] == pytest.approx(p_values[-1])
+    assert stage["model_wise"]["p_value"] not in [
+        pytest.approx(c["p_value"]) for c in stage["model_wise"]["components"]
+    ]
 
 
 def test_fewer_prompts_than_looks_runs_one_look_per_prompt(tmp_path: Path) -> None:

@@ -13,28 +13,32 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import random
 from collections.abc import Iterable, Sequence
 from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
 
+from simct_ci.compare import same_deployment_spread
 from simct_ci.features import FEATURE_NAMES, FEATURE_SET
 from simct_ci.model import BUNDLED_DIR, CARD_FILE, MODEL_FILE
 from simct_ci.training.dataset import (
     ALL_CHANGES,
     PACKED,
+    PromptResponses,
     Row,
     build_rows,
     counts,
     file_sha256,
     load_prompts,
 )
-from simct_ci.training.deployments import REFERENCE
+from simct_ci.training.deployments import CORE_REFERENCE_SAMPLES, REFERENCE
 
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"  # 1.1: the card carries the combined test's component scales
 PROMPT_FALSE_ALARM = 0.05  # response-wise: share of same-deployment prompts flagged inconsistent
 SAMPLES = 3  # the default samples per prompt, the setting the response-wise threshold is set for
+SCALE_SPLITS_PER_PROMPT = 5
 PARAMS = {
     "objective": "binary",
     "learning_rate": 0.05,
@@ -139,6 +143,27 @@ def response_threshold(scores: dict[tuple[int, str], list[float]]) -> float:
     return round(float(np.quantile(scores[(SAMPLES, "sampled")], 1 - PROMPT_FALSE_ALARM)), 6)
 
 
+class _Scorer:
+    """A booster behind the `.score` that compare.py calls on the bundled model."""
+
+    def __init__(self, booster) -> None:
+        self.score = booster.predict
+
+
+def component_scales(prompts: Sequence[PromptResponses], booster, seed: int = 0) -> dict[str, float]:
+    """The combined test's scales: each component's spread over same-deployment splits of the train prompts, in
+    the product's default protocol (a 6-sample reference, 3 candidate samples). Only power depends on them: the
+    combined test is calibrated whatever they are."""
+    rng = random.Random(seed)
+    splits = []
+    for prompt in prompts:
+        for _ in range(SCALE_SPLITS_PER_PROMPT):
+            drawn = rng.sample(prompt.responses[REFERENCE][:CORE_REFERENCE_SAMPLES], 3 * SAMPLES)
+            splits.append((drawn[: 2 * SAMPLES], drawn[2 * SAMPLES :], prompt.closed))
+    spread = same_deployment_spread(splits, _Scorer(booster))
+    return {name: round(value, 6) for name, value in spread.items()}
+
+
 def leave_one_change_out(train_rows: Sequence[Row], held_out_rows: Sequence[Row], threshold: float) -> dict[str, dict]:
     table: dict[str, dict] = {}
     for change in ALL_CHANGES:
@@ -182,6 +207,9 @@ def main() -> None:
         "threshold_rule": f"{1 - PROMPT_FALSE_ALARM:.0%} quantile of out-of-fold same-deployment scores, "
         f"{SAMPLES} samples per side, sampled decoding",
         "null_mean": null_means(null_scores),
+        "component_scales": component_scales(train, booster),
+        "component_scales_rule": f"sd of each paired component over {SCALE_SPLITS_PER_PROMPT} same-deployment "
+        f"splits (6 reference, 3 candidate) of every train prompt, scored by this model",
         "model_sha256": "",
         "training_data": {
             "file": str(PACKED),
