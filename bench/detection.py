@@ -874,44 +874,39 @@ def _calibration_findings(results: Mapping) -> list[str]:
     ]
 
 
-def _length_findings(results: Mapping) -> list[str]:
-    """Over every change, k and n: what adding the length component to the classifier gains or costs."""
+def _versus(results: Mapping, other: str) -> tuple[int, list[tuple[float, str]], list[tuple[float, str]]]:
+    """SimCT default minus `other` over every change, k and n: cells compared, cells ahead and behind by MARGIN."""
     differences = [
-        (cell[SIMCT] - cell[SIMCT_CLASSIFIER], f"{change}, {k}, {n}")
-        for change in ALL_CHANGES
-        for k, by_n in results["rejection_rate"][change].items()
-        for n, cell in by_n.items()
-    ]
-    gains = sorted((d for d in differences if d[0] >= MARGIN), reverse=True)
-    costs = sorted(d for d in differences if d[0] <= -MARGIN)
-
-    def largest(found: list[tuple[float, str]]) -> str:
-        return f" (largest: {found[0][0]:+.2f} on {found[0][1]})" if found else ""
-
-    return [
-        f"- SimCT default against its classifier alone, over all {len(differences)} (change, k, n) cells: adding the "
-        f"length component gains {MARGIN:.2f} or more power in {len(gains)}{largest(gains)}; it costs "
-        f"{MARGIN:.2f} or more in {len(costs)}{largest(costs)}."
-    ]
-
-
-def _union_findings(results: Mapping) -> list[str]:
-    """The product's combined test against the Bonferroni union it replaced, over every change, k and n."""
-    differences = [
-        (cell[SIMCT] - cell[SIMCT_UNION], f"{change}, {k}, {n}")
+        (cell[SIMCT] - cell[other], f"{change}, {k}, {n}")
         for change in ALL_CHANGES
         for k, by_n in results["rejection_rate"][change].items()
         for n, cell in by_n.items()
     ]
     ahead = sorted((d for d in differences if d[0] >= MARGIN), reverse=True)
     behind = sorted(d for d in differences if d[0] <= -MARGIN)
+    return len(differences), ahead, behind
 
-    def largest(found: list[tuple[float, str]]) -> str:
-        return f" (largest: {found[0][0]:+.2f} on {found[0][1]})" if found else ""
 
+def _largest(found: list[tuple[float, str]]) -> str:
+    return f" (largest: {found[0][0]:+.2f} on {found[0][1]})" if found else ""
+
+
+def _length_findings(results: Mapping) -> list[str]:
+    """What adding the length component to the classifier gains or costs."""
+    cells, gains, costs = _versus(results, SIMCT_CLASSIFIER)
     return [
-        f"- SimCT default (combined) against SimCT union, over all {len(differences)} (change, k, n) cells: ahead by "
-        f"{MARGIN:.2f} or more in {len(ahead)}{largest(ahead)}; behind in {len(behind)}{largest(behind)}."
+        f"- SimCT default against its classifier alone, over all {cells} (change, k, n) cells: adding the "
+        f"length component gains {MARGIN:.2f} or more power in {len(gains)}{_largest(gains)}; it costs "
+        f"{MARGIN:.2f} or more in {len(costs)}{_largest(costs)}."
+    ]
+
+
+def _union_findings(results: Mapping) -> list[str]:
+    """The product's combined test against the Bonferroni union it replaced."""
+    cells, ahead, behind = _versus(results, SIMCT_UNION)
+    return [
+        f"- SimCT default (combined) against SimCT union, over all {cells} (change, k, n) cells: ahead by "
+        f"{MARGIN:.2f} or more in {len(ahead)}{_largest(ahead)}; behind in {len(behind)}{_largest(behind)}."
     ]
 
 
