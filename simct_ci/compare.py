@@ -21,19 +21,21 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from simct_ci import __version__
+from simct_ci import __version__, mmd
 from simct_ci.features import FEATURE_NAMES, FEATURE_SET, PromptPool, split_features, split_features_batch
 from simct_ci.model import BundledModel
 from simct_ci.protocol import reference_samples
 from simct_ci.responses import CLOSED, Prompt
 from simct_ci.sequential import nominal_alphas
-from simct_ci.stats import ONE_SAMPLE_T, PAIRED_T, combined_t_test, equivalence_p_value
+from simct_ci.stats import MMD, ONE_SAMPLE_T, PAIRED_T, combined_t_test, equivalence_p_value, mmd_permutation_test
 from simct_ci.verdicts import CONSISTENT, INCOMPLETE, INCONSISTENT, Comparison, ModelWiseResult, PromptScore
 
 LENGTH_FEATURE = "cross_length_ratio"  # shorter / longer response length of a pair, averaged over its pairs
 MAX_CHOICES = 256  # every (A, B, C) choice up to 10 reference samples; a fixed random subset beyond
 
 
+T_TEST, MMD_TEST = "t", "mmd"
+TESTS = (T_TEST, MMD_TEST)
 DIFFERENCE, EQUIVALENCE = "difference", "equivalence"
 MODES = (DIFFERENCE, EQUIVALENCE)
 CLASSIFIER, LENGTH = "classifier", "length"
@@ -41,6 +43,7 @@ CLASSIFIER, LENGTH = "classifier", "length"
 
 @dataclass(frozen=True)
 class GateSettings:
+    test: str = T_TEST  # MMD_TEST: the MMD two-sample test on the responses decides the model-wise verdict
     alpha: float = 0.05
     min_prompts: int = 10
     max_missing_ratio: float = 0.2  # more prompts than this without responses: incomplete, never consistent
@@ -71,14 +74,22 @@ class _Pool:
 def signature(
     test: str, components: Sequence[str], settings: GateSettings, samples: int, set_size: int, model: BundledModel
 ) -> str:
-    """Every setting that decides the result, sacrebleu-style, so a verdict can be reproduced."""
+    """Every setting that decides the result, sacrebleu-style, so a verdict can be reproduced.
+
+    The features and the model are recorded with the MMD test too: they still give the per-prompt scores.
+    """
     mode = f"{EQUIVALENCE}:{settings.margin:g}" if settings.mode == EQUIVALENCE else DIFFERENCE
     fractions = settings.look_fractions
     look = f"|look:{len(fractions)}@{fractions[-1]:.2f},{settings.spending}" if fractions else ""
+    terms = _mmd_terms(settings.alpha) if test == MMD else _terms(components, model)
     return (
-        f"test:{test}[{_terms(components, model)}]|alpha:{settings.alpha:g}|mode:{mode}{look}|samples:{samples}"
+        f"test:{test}[{terms}]|alpha:{settings.alpha:g}|mode:{mode}{look}|samples:{samples}"
         f"|sets:{set_size}v{set_size}|features:{FEATURE_SET}|model:{model.info.short}|simct:{__version__}"
     )
+
+
+def _mmd_terms(alpha: float) -> str:
+    return f"{mmd.KERNEL},L{mmd.MMD_LENGTH},permutations:{mmd.permutations_for(alpha)},seed:{mmd.SEED}"
 
 
 def _terms(components: Sequence[str], model: BundledModel) -> str:
@@ -117,8 +128,12 @@ def compare(
         PromptScore(pid, s, bool(s >= threshold), d if paired else None)
         for pid, s, d in zip(pools, cross, components[CLASSIFIER], strict=True)
     )
-    weights = {name: 1.0 / scale for name, scale in model.card.component_scales.items()}
-    result = model_wise(components, weights, test, settings)
+    if settings.test == MMD_TEST:
+        test = MMD
+        result = mmd_permutation_test(*_sides(pools), settings.alpha, settings.min_prompts)
+    else:
+        weights = {name: 1.0 / scale for name, scale in model.card.component_scales.items()}
+        result = model_wise(components, weights, test, settings)
     result = _incomplete_if_too_much_missing(result, len(missing), len(prompts), settings)
     set_size = max((p.set_size for p in pools.values()), default=1) or 1
     return Comparison(
@@ -191,6 +206,13 @@ def _pools(
             continue
         pools[prompt.id] = _Pool((*ref, *cand), prompt.type == CLOSED, len(ref), min(len(ref) // 2, len(cand)))
     return pools, missing
+
+
+def _sides(pools: Mapping[str, _Pool]) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """Each prompt's reference responses and candidate responses, in prompt order."""
+    reference = [pool.texts[: pool.n_reference] for pool in pools.values()]
+    candidate = [pool.texts[pool.n_reference :] for pool in pools.values()]
+    return reference, candidate
 
 
 def _choices(pool: _Pool, seed: int) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:

@@ -41,8 +41,9 @@ STAGE_KEYS = ("base_url", *LIVE_ONLY_KEYS, "responses")
 INLINE_PROMPT_KEYS = ("id", "text", "type")
 PROMPT_ENTRY_KEYS = (*INLINE_PROMPT_KEYS, "file")
 SAMPLING_KEYS = ("samples", "temperature", "top_p", "max_tokens", "seed")
-GATE_KEYS = ("alpha", "min_prompts", "max_failed_ratio", "mode", "margin", "sequential")
+GATE_KEYS = ("test", "alpha", "min_prompts", "max_failed_ratio", "mode", "margin", "sequential")
 SEQUENTIAL_KEYS = ("looks", "spending")
+GATE_TESTS = ("t", "mmd")  # compare.T_TEST, compare.MMD_TEST
 GATE_MODES = ("difference", "equivalence")  # compare.DIFFERENCE, compare.EQUIVALENCE: the engine is imported late
 SPENDING_FUNCTIONS = ("obrien-fleming", "pocock")  # sequential.SPENDING_FUNCTIONS, kept in step by a test
 MAX_LOOKS = 10
@@ -91,6 +92,7 @@ class Sequential:
 
 @dataclass(frozen=True)
 class Gate:
+    test: str = "t"  # "mmd": the kernel two-sample test of Model Equality Testing (mmd.py) decides instead
     alpha: float = 0.05
     min_prompts: int = 10  # fewer usable prompts than this and the verdict is incomplete
     max_failed_ratio: float = 0.2  # more failed requests than this and the verdict is incomplete
@@ -490,7 +492,8 @@ class _Validator:
     def gate(self, value: object) -> Gate:
         fields = self.section(value, "gate", GATE_KEYS)
         default = Gate()
-        return Gate(
+        gate = Gate(
+            test=self.choice(fields.get("test", default.test), "gate.test", GATE_TESTS),
             alpha=self.number(
                 fields.get("alpha", default.alpha), "gate.alpha", "a number in (0, 1)", lambda a: 0 < a < 1
             ),
@@ -507,6 +510,11 @@ class _Validator:
             ),
             sequential=self.sequential(fields.get("sequential")),
         )
+        if gate.test == "mmd" and gate.mode != default.mode:
+            self.fail("gate.mode", "equivalence needs gate.test: t (the MMD test has no margin to show a shift within)")
+        if gate.test == "mmd" and gate.sequential is not None:
+            self.fail("gate.sequential", "needs gate.test: t (its alpha spending assumes the t statistic)")
+        return gate
 
     def sequential(self, value: object) -> Sequential | None:
         if value is None or value is False:

@@ -55,7 +55,7 @@ def gate_settings(config: Config, fractions: tuple[float, ...] = ()) -> GateSett
     gate = config.gate
     spending = gate.sequential.spending if gate.sequential else ""
     return GateSettings(
-        gate.alpha, gate.min_prompts, gate.max_failed_ratio, gate.mode, gate.margin, fractions, spending
+        gate.test, gate.alpha, gate.min_prompts, gate.max_failed_ratio, gate.mode, gate.margin, fractions, spending
     )
 
 

@@ -8,6 +8,9 @@ Both are one-sided Student's t-tests over prompts (prompts are the independent u
 - ONE_SAMPLE_T (one reference sample per prompt, the paper's setting): the scores against the mean score of
   same-deployment pairs measured out-of-fold during training. That null comes from other prompts and
   deployments than yours, so this mode is less rigorous, and the result says so.
+
+With `gate.test: mmd`, MMD (mmd.py) decides instead: a kernel two-sample test of the responses themselves,
+with a permutation p-value.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from dataclasses import replace
 import numpy as np
 from scipy import stats
 
+from simct_ci import mmd
 from simct_ci.verdicts import CONSISTENT, INCOMPLETE, INCONSISTENT, ComponentResult, ModelWiseResult
 
 PAIRED_T = "paired-t"
 ONE_SAMPLE_T = "one-sample-t"
+MMD = "mmd"
 
 ZERO_SPREAD = 1e-12  # below this, differences are float noise around one value, not variation
 
@@ -38,8 +43,7 @@ def t_test_greater(differences: Sequence[float], alpha: float, test: str, min_pr
     n = len(values)
     note = ONE_SAMPLE_CAVEAT if test == ONE_SAMPLE_T else ""
     if n < min_prompts:
-        reason = f"only {n} prompts have responses on both sides; at least {min_prompts} are needed to conclude"
-        return ModelWiseResult(test, math.nan, math.nan, math.nan, alpha, n, INCOMPLETE, reason)
+        return too_few_prompts(test, n, alpha, min_prompts)
     mean, sd = float(values.mean()), float(values.std(ddof=1))
     if sd <= ZERO_SPREAD * max(1.0, abs(mean)):
         # Greedy decoding gives identical statistics on every prompt: no variance, but not no information.
@@ -52,6 +56,11 @@ def t_test_greater(differences: Sequence[float], alpha: float, test: str, min_pr
         statistic, p_value, effect = float(result.statistic), float(result.pvalue), mean / sd
     verdict = INCONSISTENT if p_value < alpha else CONSISTENT
     return ModelWiseResult(test, statistic, p_value, effect, alpha, n, verdict, note)
+
+
+def too_few_prompts(test: str, n: int, alpha: float, min_prompts: int) -> ModelWiseResult:
+    reason = f"only {n} prompts have responses on both sides; at least {min_prompts} are needed to conclude"
+    return ModelWiseResult(test, math.nan, math.nan, math.nan, alpha, n, INCOMPLETE, reason)
 
 
 def combined_t_test(
@@ -81,6 +90,21 @@ def combined_t_test(
     if result.verdict != INCOMPLETE and nominal is not None:
         result = replace(result, verdict=INCONSISTENT if result.p_value < nominal else CONSISTENT)
     return replace(result, components=parts)
+
+
+def mmd_permutation_test(
+    reference: Sequence[Sequence[str]], candidate: Sequence[Sequence[str]], alpha: float, min_prompts: int
+) -> ModelWiseResult:
+    """The MMD two-sample test (mmd.py) on each prompt's responses: inconsistent when p < alpha.
+
+    Its effect size is the observed statistic's distance from the permutation mean, in permutation sds.
+    """
+    n = len(reference)
+    if n < min_prompts:
+        return too_few_prompts(MMD, n, alpha, min_prompts)
+    result = mmd.mmd_test(reference, candidate, mmd.permutations_for(alpha))
+    verdict = INCONSISTENT if result.p_value < alpha else CONSISTENT
+    return ModelWiseResult(MMD, result.statistic, result.p_value, result.standardized, alpha, n, verdict)
 
 
 def equivalence_p_value(values: Sequence[float], margin: float) -> float:

@@ -89,6 +89,7 @@ def write_workspace(
     config: str = "simct.yml",
     min_prompts: int | None = None,
     live: Mapping[str, Mapping[str, str]] | None = None,
+    gate: Mapping[str, object] | None = None,
 ) -> Path:
     """A repository checkout holding one config: `stages` maps a stage name to the demo stage it replays.
 
@@ -112,7 +113,7 @@ def write_workspace(
         "prompts": [{"file": f"{to_root}recorded/prompts.jsonl"}],
         "sampling": {"samples": data.samples, "temperature": 0.7, "max_tokens": 128},
         # Every prompt must count, whatever the size of the demo today.
-        "gate": {"alpha": 0.05, "min_prompts": min_prompts or len(data.prompts)},
+        "gate": {"alpha": 0.05, "min_prompts": min_prompts or len(data.prompts), **(gate or {})},
     }
     path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
@@ -289,6 +290,18 @@ def test_consistent_config_passes_the_gate(tmp_path: Path, fake_github: FakeGitH
     assert run.commands("error") == []
     assert len(fake_github.bot_comments()) == 1
     assert run.summary.startswith("## ")
+
+
+def test_the_mmd_gate_decides_and_signs_the_report(tmp_path: Path, fake_github: FakeGitHub) -> None:
+    stages = {REFERENCE: REFERENCE, "bare-metal-again": REFERENCE, "rerun": "rerun", INCONSISTENT: INCONSISTENT}
+    write_workspace(tmp_path, stages, gate={"test": "mmd"})
+    run = run_action(tmp_path, api_url=fake_github.url, token=fake_github.token)
+    report = report_of(run)
+    results = {stage["stage"]: stage["model_wise"] for stage in report["stages"]}
+    assert {result["test"] for result in results.values()} == {"mmd"}
+    assert all(stage["signature"].startswith("test:mmd[5-spectrum,") for stage in report["stages"])
+    assert results["bare-metal-again"]["p_value"] == 1.0  # identical responses: every relabelling is as extreme
+    assert run.exit_code == (1 if "inconsistent" in verdicts_of(run).values() else 0), run.stderr
 
 
 def test_two_configs_in_one_pull_request_keep_two_comments(tmp_path: Path, fake_github: FakeGitHub) -> None:

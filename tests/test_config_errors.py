@@ -148,7 +148,7 @@ CONFIG_CASES = [
         "sampling.temprature: unknown key (did you mean 'temperature'?)",
         at("sampling.temprature", 1),
     ),
-    Case("unknown gate key", "gate.significance: unknown key (known keys: alpha,", at("gate.significance", 0.05)),
+    Case("unknown gate key", "gate.significance: unknown key (known keys: test, alpha,", at("gate.significance", 0.05)),
     Case("unknown prompt key", "prompts[0].txt: unknown key (did you mean 'text'?)", at("prompts.0.txt", "x")),
     Case(
         "API key written in the config",
@@ -464,6 +464,17 @@ CONFIG_CASES = [
     Case("mode null", "gate.mode: must be difference or equivalence, got null", at("gate.mode", None)),
     Case(
         "mode is a list", "gate.mode: must be difference or equivalence, got a list", at("gate.mode", ["equivalence"])
+    ),
+    Case("test not t/mmd", "gate.test: must be t or mmd, got 'ks'", at("gate.test", "ks")),
+    Case(
+        "mmd with equivalence",
+        "gate.mode: equivalence needs gate.test: t",
+        at("gate", {"test": "mmd", "mode": "equivalence"}),
+    ),
+    Case(
+        "mmd with sequential",
+        "gate.sequential: needs gate.test: t",
+        at("gate", {"test": "mmd", "sequential": True}),
     ),
     Case("margin 0", "gate.margin: must be a number in (0, 1), got 0", at("gate.margin", 0)),
     Case("margin 1", "gate.margin: must be a number in (0, 1), got 1", at("gate.margin", 1)),

@@ -100,6 +100,8 @@ def test_unknown_spending_function_raises_value_error() -> None:
 def test_the_config_and_the_engine_agree_on_names() -> None:
     assert config.SPENDING_FUNCTIONS == sequential.SPENDING_FUNCTIONS
     assert config.GATE_MODES == (compare.DIFFERENCE, compare.EQUIVALENCE) == compare.MODES
+    assert config.GATE_TESTS == (compare.T_TEST, compare.MMD_TEST) == compare.TESTS
+    assert config.Gate().test == GateSettings().test == compare.T_TEST
     assert config.Sequential().spending in sequential.SPENDING_FUNCTIONS
     assert config.Gate().mode == GateSettings().mode == compare.DIFFERENCE
     assert config.Gate().margin == GateSettings().margin
