@@ -71,14 +71,24 @@ def rows() -> Iterator[tuple[str, str, str, str, str, str]]:
             )
     features = _load("features")
     if features:
+        per_cpu = features["prompt_pairs_per_cpu_second"]
+        target = features["target_prompt_pairs_per_second"]
+        baseline = features.get("baseline")
+        before = (
+            f"; the code at {baseline['ref']} ({features['commit'].split('+')[0]}), rounds alternating: "
+            f"{baseline['prompt_pairs_per_cpu_second']}"
+            if baseline
+            else ""
+        )
         yield (
             "feature extraction, one core",
-            f"{features['prompt_pairs_per_second']} prompt pairs/s "
-            f"({features['pairs_per_second_with_cached_response_stats']} pairs/s with cached response stats)",
-            "",
-            "n/a",
+            f"{per_cpu} prompt pairs per CPU second, median of {features['rounds']} rounds "
+            f"({features['pairs_per_cpu_second_with_cached_response_stats']} with cached response stats); "
+            f"wall clock {features['prompt_pairs_per_second']}{before}",
+            f">= {target:,} prompt pairs/s",
+            _verdict(per_cpu >= target) + (" in CPU time, the core shared" if features["load_average"][0] > 2 else ""),
             "python bench/features.py",
-            f"{features['date'][:16].replace('T', ' ')}, load n/a",
+            _when(features),
         )
     collection = _load("collection")
     if collection:

@@ -80,14 +80,12 @@ class ResponseStats:
         # chrF's default drops all whitespace before taking character n-grams (sacrebleu: "".join(text.split())).
         # Tokens cover every other character once, in order (checked for every code point), and join faster.
         chars = "".join(tokens)
-        all_keys = _ngram_keys(tokens, chars)
-        keys, counts = _distinct_counts(all_keys)
+        keys, counts = _distinct_counts(_ngram_keys(tokens, chars))
         word_totals = _totals(len(tokens), BLEU_ORDER)
         bigrams = word_totals[1]
-        # Row 1 of _ngram_keys' matrix (rows are words + characters wide) opens with the word bigrams, sorted.
-        row = len(tokens) + len(chars)
-        bigram_keys = all_keys[row : row + bigrams]
-        distinct_bigrams = int(np.count_nonzero(bigram_keys[1:] != bigram_keys[:-1])) + 1 if bigrams else 0
+        # The distinct word bigrams are the distinct keys of their kind, below its padding: one lookup of two keys.
+        start, end = keys.searchsorted(_BIGRAM_SPAN).tolist()
+        distinct_bigrams = end - start
         return cls(
             text=text,
             tokens=tokens,
@@ -117,11 +115,11 @@ def _totals(units: int, max_order: int) -> tuple[int, ...]:
 # polynomial rolling hash of its units in the low 60. The distinct keys of all kinds sit in one sorted array, so
 # that one lookup of one response's keys in the other's finds a pair's clipped matches for every kind at once.
 #
-# Units are code points for characters and Python's str hash for tokens. That hash is salted per process, which
-# is fine: only equality is ever used. Two distinct n-grams of one kind (of text not crafted to collide) share a
-# key with probability 2**-60; with ~1,300 keys a response, a pair miscounts a match less than once in 10**12
-# pairs: negligible. Only integers are summed in key order, so results depend neither on the salt nor on the
-# order the keys sort in.
+# Units are code points for characters and, for tokens, Python's hash of their UTF-8 bytes (_token_units). That
+# hash is salted per process, which is fine: only equality is ever used. Two distinct n-grams of one kind (of text
+# not crafted to collide) share a key with probability 2**-60; with ~1,300 keys a response, a pair miscounts a
+# match less than once in 10**12 pairs: negligible. Only integers are summed in key order, so results depend
+# neither on the salt nor on the order the keys sort in.
 #
 # Kinds interleave, 2k for words and 2k + 1 for characters of order k + 1, so that sorting each row of the
 # (order, position) matrix of _ngram_keys sorts the whole flattened matrix.
@@ -142,6 +140,8 @@ _BASE = np.uint64(0x9E3779B97F4A7C15)
 _PADDING = np.uint64(2**64 - 1)
 _HASH_ONES = _PADDING >> _KIND_BITS  # the hash bits of padding
 _KIND_PADDINGS = _KIND_TAGS | _HASH_ONES  # ascending; the last one is _PADDING
+_BIGRAM_KIND = _WORD_KINDS.start + _WORD_KINDS.step
+_BIGRAM_SPAN = np.array([_KIND_TAGS[_BIGRAM_KIND], _KIND_PADDINGS[_BIGRAM_KIND]])  # word bigram keys lie in between
 # _ngram_keys slices its constants from tables 2**bits units wide: 4,096 cover all but the longest responses.
 # Tables up to 2**14 units wide are kept (under 5 MB in all); longer responses, rare, build theirs and drop them.
 _MIN_TABLE_BITS = 12
@@ -194,14 +194,21 @@ def _hash_tables(bits: int) -> _HashTables:
 _kept_tables = cache(_hash_tables)
 
 
-def _token_units(tokens: tuple[str, ...], out: np.ndarray) -> None:
+# CPython hashes a str's raw bytes, 1, 2 or 4 a character, so "of" (two 1-byte characters) and "景" (one 2-byte
+# character, U+666F) share a str hash. Their UTF-8 bytes differ: a token's unit is the hash of its UTF-8 bytes. An
+# ASCII str's raw bytes are its UTF-8 bytes, and CPython hashes str and bytes with the same function, so for ASCII
+# tokens the str hash is that unit, with nothing to encode: one pass over the tokens, where telling widths apart
+# with the str hash took a second one (their lengths). Two responses in three are ASCII. Checked, not assumed:
+_STR_HASH_IS_UTF8_HASH = hash("of the") == hash(b"of the")
+
+
+def _token_units(tokens: tuple[str, ...], all_ascii: bool, out: np.ndarray) -> None:
     """Into `out`, one 64-bit unit per token: equal for equal tokens and, but for chance, different otherwise.
 
-    CPython hashes a str's raw bytes, so "of" (two 1-byte characters) and "景" (one 2-byte character, U+666F) share
-    a hash. Such strings always differ in length, so mixing the length in separates them.
+    `all_ascii`: every token is ASCII, so that their str hashes are the hashes of their UTF-8 bytes.
     """
-    hashes = np.fromiter(map(hash, tokens), dtype=np.int64, count=len(tokens)).view(np.uint64)
-    np.bitwise_xor(hashes, np.fromiter(map(len, tokens), dtype=np.uint64, count=len(tokens)), out=out)
+    utf8 = tokens if all_ascii and _STR_HASH_IS_UTF8_HASH else map(str.encode, tokens)
+    out[:] = np.fromiter(map(hash, utf8), dtype=np.int64, count=len(tokens)).view(np.uint64)
 
 
 def _ngram_keys(tokens: tuple[str, ...], chars: str) -> np.ndarray:
@@ -211,7 +218,7 @@ def _ngram_keys(tokens: tuple[str, ...], chars: str) -> np.ndarray:
     unit i of the tokens followed by the characters. The rolling hash of that n-gram is
     sum(unit[j] * B ** (i + k - j)) over i <= j <= i + k; with prefix[t] = sum(unit[j] * B ** -j) over j < t, it is
     B ** (i + k) * (prefix[i + k + 1] - prefix[i]), so one subtraction and one multiplication fill the whole matrix.
-    Rows are then sorted one by one, in one call; since kinds grow with the row, the flat array is sorted too.
+    Rows are then sorted one by one; since kinds grow with the row, the flat array is sorted too.
     """
     words = len(tokens)
     code_points = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32)
@@ -221,7 +228,7 @@ def _ngram_keys(tokens: tuple[str, ...], chars: str) -> np.ndarray:
     prefix = np.empty(width + _ORDERS, dtype=np.uint64)
     prefix[0] = 0
     units = prefix[1 : width + 1]
-    _token_units(tokens, out=units[:words])
+    _token_units(tokens, chars.isascii(), out=units[:words])  # the tokens are ASCII if their characters are
     units[words:] = code_points
     np.multiply(units, tables.scaled_inverse[:width], out=units)
     np.add.accumulate(units, out=units)
@@ -237,7 +244,11 @@ def _ngram_keys(tokens: tuple[str, ...], chars: str) -> np.ndarray:
     np.bitwise_or(rows, tables.past_end[:, tables.size - width :], out=rows)
     np.right_shift(rows, _KIND_BITS, out=rows)
     np.bitwise_or(rows, tables.tags[:, tables.size - words : tables.size - words + width], out=rows)
-    rows.sort(axis=1)
+    # In every row the word keys sort before the character keys (kind 2k < 2k + 1), so sorting the two parts apart
+    # sorts the row, for less work than sorting it whole; and the word part of rows past BLEU_ORDER, all padding, is
+    # sorted already. A quarter of the sorting time saved (measured on the benchmark's responses).
+    rows[:BLEU_ORDER, :words].sort(axis=1)
+    rows[:, words:].sort(axis=1)
     return flat
 
 

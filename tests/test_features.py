@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,35 @@ def test_tokens_with_the_same_bytes_in_different_widths_do_not_match() -> None:
     scorer = rouge_scorer.RougeScorer(["rouge1"], tokenizer=_SpaceTokenizer())
     assert _metric(values, "rouge1") == pytest.approx(scorer.score(a, b)["rouge1"].fmeasure, abs=1e-9)
     assert _metric(values, "rouge1") == 0.5
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("of the cat, in the hat", "of the cat, in the hat 😀"),  # ASCII tokens of an ASCII and a non-ASCII response
+        ("the café is open", "the café is open, said the cafe"),  # Latin-1 (1-byte) characters too
+        ("景 of the", "of the 景"),
+    ],
+)
+def test_equal_tokens_match_whether_or_not_their_response_is_ascii(a: str, b: str) -> None:
+    """An ASCII response's tokens get their units from the str hash, other responses' from their UTF-8 bytes."""
+    sa, sb = ResponseStats.of(a), ResponseStats.of(b)
+    values = pair_similarities(sa, sb)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2"], tokenizer=_SpaceTokenizer())
+    expected = scorer.score(" ".join(sa.tokens), " ".join(sb.tokens))
+    for name in ("rouge1", "rouge2"):
+        assert _metric(values, name) == pytest.approx(expected[name].fmeasure, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "one", "one two", "the cat the cat the cat", "a a a a", "巴黎 是 巴黎 是 巴黎", "x, x, x, y: x, x"],
+)
+def test_repetition_counts_distinct_bigrams_as_a_set_would(text: str) -> None:
+    tokens = tokenize(text)
+    bigrams = list(pairwise(tokens))
+    expected = 1 - len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+    assert ResponseStats.of(text).repetition == expected
 
 
 def _exact_metrics(pairs: list[tuple[str, str]]) -> list[list[str]]:
@@ -219,7 +249,7 @@ def _rolling_hash_keys(text: str) -> list[int]:
     """The n-gram keys as first defined, one n-gram at a time: kind in the top 4 bits, the hash's top 60 below."""
     modulus, base, scale = 2**64, int(_BASE), int(_UNIT_SCALE)
     tokens = tokenize(text)
-    words = [(hash(token) ^ len(token)) % modulus for token in tokens]
+    words = [hash(token.encode()) % modulus for token in tokens]
     chars = [ord(char) for char in "".join(text.split())]
     keys = []
     for first_kind, units, orders in ((0, words, BLEU_ORDER), (1, chars, CHRF_CHAR_ORDER)):
