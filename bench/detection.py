@@ -9,8 +9,8 @@ Everything runs on the dataset's eval prompts (never trained on) of real llama.c
 few random draws of (reference 2k samples, candidate k samples) are fixed for each condition (a kind of change,
 or a same-deployment rerun); an experiment picks n prompts and one draw per prompt, and every test decides on
 exactly those responses:
-- SimCT default: compare.py's paired statistics (classifier, and length) with the product's combined t-test, and
-  SimCT union, the Bonferroni union of the two that was the default before; each change is scored by a
+- SimCT default: compare.py's paired statistics (classifier, length, diversity) decided by the product's own
+  compare.model_wise, and SimCT without diversity, the default before; each change is scored by a
   leave-one-change-out model, as in bench/engine.py, the rerun by the bundled model;
 - single-metric baselines: one-sided paired t-tests of within-reference minus cross-stage similarity;
 - MMD (Gao, Liang, Guestrin, ICLR 2025, package model-equality-testing) with its character Hamming and
@@ -33,11 +33,20 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import environment
+from simct_ci import mmd
+from simct_ci.compare import (
+    CLASSIFIER,
+    DIVERSITY,
+    DIVERSITY_SHARE,
+    LENGTH,
+    GateSettings,
+    model_wise,
+    sample_likeness,
+)
 from simct_ci.features import FEATURE_NAMES, PromptPool, split_features_batch
 from simct_ci.model import BundledModel
 from simct_ci.sequential import OBRIEN_FLEMING, nominal_alphas
@@ -56,16 +65,15 @@ SEVERITY = {c.change: c.severity for c in CHANGES}
 
 BASELINE_METRICS = ("chrf", "bleu", "rougeL", "edit_sim", "length_ratio")
 LENGTH_METRIC = "length_ratio"  # SimCT's length component is this metric's paired statistic
-SIMCT, SIMCT_UNION, SIMCT_CLASSIFIER = "SimCT default", "SimCT union", "SimCT classifier only"
-COMPONENTS = {"classifier": "classifier", "length": LENGTH_METRIC}  # compare.py's component -> statistic here
+SIMCT, SIMCT_SHIFT, SIMCT_CLASSIFIER = "SimCT default", "SimCT without diversity", "SimCT classifier only"
+# compare.py's component -> its statistic here; the first two are summed (the shift test), diversity is two-sided
+COMPONENTS = {CLASSIFIER: "classifier", LENGTH: LENGTH_METRIC, DIVERSITY: DIVERSITY}
+SHIFT_COMPONENTS = (CLASSIFIER, LENGTH)
 MMD_KERNELS = ("Hamming", "5-spectrum")
 MMD_TESTS = tuple(f"MMD {kernel}" for kernel in MMD_KERNELS)
-TESTS = (SIMCT, SIMCT_UNION, SIMCT_CLASSIFIER, *BASELINE_METRICS, *MMD_TESTS)
-SEQUENTIAL_TESTS = (SIMCT, SIMCT_UNION)
+TESTS = (SIMCT, SIMCT_SHIFT, SIMCT_CLASSIFIER, *BASELINE_METRICS, *MMD_TESTS)
+SEQUENTIAL_TESTS = (SIMCT,)
 
-MMD_LENGTH = 1000  # L: characters per response; the longest response of the dataset has about 1,200
-SPECTRUM_ORDER = 5  # the package's default k-spectrum kernel: every substring of 1..5 characters
-PAD = -1  # the package's padding code point
 RERUN_SPLITS = 84  # rerun draws per prompt: 28 sets of 3 samples at k = 1, one of 9 at k = 3 (and 3,003 at k = 5)
 PAIR_CHUNK = 50_000  # feature rows per batch: k = 5 has 756,756 ordered pairs of disjoint sets per prompt
 COMPARE_MAX_CHOICES = 256  # compare.py takes every (A, B, C) choice up to this many; m = k stays below it
@@ -119,10 +127,10 @@ class EvalPrompt:
         for name in (REFERENCE, *ALL_CHANGES):
             index[name] = np.arange(len(texts), len(texts) + len(prompt.responses[name]))
             texts.extend(prompt.responses[name])
-        codes = char_codes(texts)
+        codes = mmd.char_codes(texts)
         kernels = {
-            "Hamming": normalised(hamming_kernel(codes)),
-            "5-spectrum": normalised(spectrum_kernel(codes, SPECTRUM_ORDER)),
+            "Hamming": mmd.normalised(hamming_kernel(codes)),
+            "5-spectrum": mmd.normalised(mmd.spectrum_kernel(codes)),
         }
         return cls(prompt, tuple(texts), index, PromptPool.of(texts, prompt.closed), kernels)
 
@@ -132,48 +140,9 @@ def qualifies(prompt: PromptResponses, k: int) -> bool:
     return len(prompt.responses[REFERENCE]) >= 3 * k and all(len(prompt.responses[c]) >= k for c in ALL_CHANGES)
 
 
-def char_codes(texts: Sequence[str], length: int = MMD_LENGTH) -> np.ndarray:
-    """Unicode code points truncated or padded with PAD to `length`, as the package's unicode loading does."""
-    codes = np.full((len(texts), length), PAD, dtype=np.int64)
-    for row, text in enumerate(texts):
-        points = np.frombuffer(text[:length].encode("utf-32-le"), dtype=np.uint32)
-        codes[row, : len(points)] = points
-    return codes
-
-
 def hamming_kernel(codes: np.ndarray) -> np.ndarray:
     """The package's Hamming kernel: positions where two sequences agree (padding included)."""
     return (codes[:, None, :] == codes[None, :, :]).sum(axis=2).astype(float)
-
-
-def spectrum_kernel(codes: np.ndarray, max_order: int) -> np.ndarray:
-    """The package's cumulative k-spectrum kernel: sum over substrings s of 1..max_order units of #s(x) #s(y).
-
-    Each order's substrings get dense ids (an order's id pairs the previous order's id with the next unit, so ids
-    stay small and exact); per order, count vectors as a sparse matrix M give every pair's dot product as M M^T.
-    """
-    n, length = codes.shape
-    _, units = np.unique(codes, return_inverse=True)
-    units = units.reshape(n, length).astype(np.int64)
-    alphabet = int(units.max()) + 1
-    grams = units
-    kernel = np.zeros((n, n))
-    for order in range(1, max_order + 1):
-        if order > 1:
-            combined = grams[:, :-1] * alphabet + units[:, order - 1 :]
-            _, dense = np.unique(combined.ravel(), return_inverse=True)
-            grams = dense.reshape(n, -1)
-        rows = np.repeat(np.arange(n), grams.shape[1])
-        counts = sparse.csr_matrix((np.ones(grams.size), (rows, grams.ravel())), shape=(n, int(grams.max()) + 1))
-        kernel += (counts @ counts.T).toarray()
-    return kernel
-
-
-def normalised(kernel: np.ndarray) -> np.ndarray:
-    """k(x, y) / sqrt(k(x, x) k(y, y)), the package's normalisation (a zero self-similarity counts as 1)."""
-    scale = np.sqrt(np.diag(kernel)).copy()
-    scale[scale == 0] = 1.0
-    return kernel / np.outer(scale, scale)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -248,14 +217,18 @@ def rerun_statistics(prompt: EvalPrompt, k: int, scorer: Scorer, rng) -> tuple[n
     draws, statistics = [], []
     for _ in range(sets):
         chosen = rng.choice(prompt.index[REFERENCE], 3 * k, replace=False)
-        scores, similarity = [], []
+        scores, similarity, alike = [], [], []
         for start in range(0, len(design.pairs), PAIR_CHUNK):
             pairs = chosen[design.pairs[start : start + PAIR_CHUNK]]
             features = split_features_batch(prompt.pool, pairs[:, 0], pairs[:, 1])
             scores.append(scorer(features))
             similarity.append(features[:, [FEATURE_NAMES.index(f"cross_{m}") for m in BASELINE_METRICS]])
-        score, similar = np.concatenate(scores), np.vstack(similarity)
-        paired = {"classifier": (score[design.cross] - score[design.same]).mean(axis=1)}
+            alike.append(sample_likeness(features))
+        score, similar, diversity = np.concatenate(scores), np.vstack(similarity), np.concatenate(alike)
+        paired = {
+            "classifier": (score[design.cross] - score[design.same]).mean(axis=1),
+            DIVERSITY: (diversity[design.cross] - diversity[design.same]).mean(axis=1),
+        }
         for column, metric in enumerate(BASELINE_METRICS):
             paired[metric] = (similar[design.same, column] - similar[design.cross, column]).mean(axis=1)
         draws.append(chosen[design.splits])
@@ -300,6 +273,7 @@ def paired_statistics(prompts: Sequence[EvalPrompt], draws: np.ndarray, k: int, 
         for metric in BASELINE_METRICS:
             column = FEATURE_NAMES.index(f"cross_{metric}")
             statistics[metric] = (same[:, column] - cross[:, column]).reshape(shape).mean(axis=1)
+        statistics[DIVERSITY] = (sample_likeness(cross) - sample_likeness(same)).reshape(shape).mean(axis=1)
         per_prompt.append(statistics)
     return {name: np.stack([statistics[name] for statistics in per_prompt]) for name in per_prompt[0]}
 
@@ -326,44 +300,21 @@ def build_cell(prompts: Sequence[EvalPrompt], condition: str, k: int, scorer: Sc
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# MMD: the statistic for any labelling of a draw's responses, by indexing the precomputed kernel matrices
+# MMD: the product's test (simct_ci/mmd.py) on each draw's slice of the precomputed kernel matrices
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def mmd_statistics(grams: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
-    """The package's MMD estimate (_mmd) for each labelling: grams (n, 3k, 3k) per prompt with a zero diagonal,
-    candidates (labellings, n, k) the positions labelled candidate (Y); the other 2k are the reference (X).
-
-    With z the candidate indicator and G symmetric, sum over X pairs = 1'G1 - 2 z'G1 + z'Gz, over XY pairs
-    z'G1 - z'Gz, over Y pairs z'Gz. Pairs across prompts count zero and are not counted, as in the package.
-    With k = 1 there is no Y pair: the package's Y term is 0 / 0 (NaN); it is left out here.
-    """
-    n = grams.shape[0]
-    slot = np.arange(n)[None, :, None]
-    to_all = grams.sum(axis=2)[slot, candidates].sum(axis=2)  # z'G1, (labellings, n)
-    within = grams[slot[..., None], candidates[..., :, None], candidates[..., None, :]].sum(axis=(2, 3))  # z'Gz
-    total = grams.sum(axis=(1, 2))
-    xx = (total - 2 * to_all + within).sum(axis=1)
-    xy = (to_all - within).sum(axis=1)
-    statistic = xx / (n * 2 * k * (2 * k - 1)) - 2 * xy / (n * 2 * k * k)
-    if k > 1:
-        statistic += within.sum(axis=1) / (n * k * (k - 1))
-    return statistic
-
-
-def observed_labelling(n: int, k: int) -> np.ndarray:
-    return np.broadcast_to(np.arange(2 * k, 3 * k), (1, n, k))
+def observed_labels(n: int, k: int) -> np.ndarray:
+    """The candidate indicator of every draw: positions 2k..3k-1 of each prompt's (3k, 3k) kernel matrix."""
+    labels = np.zeros((n, 3 * k), dtype=bool)
+    labels[:, 2 * k :] = True
+    return labels
 
 
 def mmd_p_value(grams: np.ndarray, k: int, permutations: int, rng: np.random.Generator) -> float:
-    """Permutation p-value, labels permuted within each prompt; (1 + #{permuted >= observed}) / (1 + b)."""
-    n, size, _ = grams.shape
-    shuffled = np.argsort(rng.random((permutations, n, size)), axis=2)[:, :, :k]
-    statistics = mmd_statistics(grams, np.concatenate([observed_labelling(n, k), shuffled]), k)
-    observed = statistics[0]
-    # A permutation that relabels the observed sets in another order sums the same numbers in another order.
-    exceed = np.count_nonzero(statistics[1:] >= observed - 1e-12 * abs(observed))
-    return float((1 + exceed) / (1 + permutations))
+    """The product's permutation test (simct_ci/mmd.py), labels permuted within each prompt."""
+    labels = observed_labels(len(grams), k)
+    return mmd.permutation_test(grams, labels, np.ones_like(labels), permutations, rng).p_value
 
 
 def check_against_package(prompts: Sequence[EvalPrompt], cell: Cell, checks: int, rng) -> list[dict]:
@@ -377,32 +328,34 @@ def check_against_package(prompts: Sequence[EvalPrompt], cell: Cell, checks: int
     from model_equality_testing.utils import pad_to_length, tokenize_unicode
 
     def package_codes(texts: list[str]) -> np.ndarray:
-        codes = tokenize_unicode(texts).astype(np.int64)[:, :MMD_LENGTH]  # float32 when a text is empty: exact
-        return pad_to_length(codes, MMD_LENGTH, PAD)
+        codes = tokenize_unicode(texts).astype(np.int64)[:, : mmd.MMD_LENGTH]  # float32 when a text is empty: exact
+        return pad_to_length(codes, mmd.MMD_LENGTH, mmd.PAD)
 
     package = {
         "Hamming": mmd_hamming,
-        "5-spectrum": lambda x, y: mmd_kspectrum(x, y, k=SPECTRUM_ORDER, cumulative=True),
+        "5-spectrum": lambda x, y: mmd_kspectrum(x, y, k=mmd.SPECTRUM_ORDER, cumulative=True),
     }
     k, slots = cell.k, min(4, len(prompts))
     checked = []
     for _ in range(checks):
         rows = rng.choice(len(prompts), slots, replace=False)
         draws = rng.integers(cell.draws.shape[1], size=slots)
-        permuted = np.argsort(rng.random((1, slots, 3 * k)), axis=2)[:, :, :k]
+        observed = observed_labels(slots, k)
+        permuted = mmd.permuted_labels(observed, np.ones_like(observed), 1, rng)[0]
         texts = [[prompts[r].texts[i] for i in cell.draws[r, d]] for r, d in zip(rows, draws, strict=True)]
-        for name, labelling in (("observed", observed_labelling(slots, k)), ("permuted", permuted)):
-            chosen = [set(positions) for positions in labelling[0]]
-            reference = [t for slot, c in zip(texts, chosen, strict=True) for i, t in enumerate(slot) if i not in c]
-            candidate = [t for slot, c in zip(texts, chosen, strict=True) for i, t in enumerate(slot) if i in c]
-            if not np.array_equal(package_codes(reference + candidate), char_codes(reference + candidate)):
+        for name, labels in (("observed", observed), ("permuted", permuted)):
+            pairs = [(text, y) for slot, z in zip(texts, labels, strict=True) for text, y in zip(slot, z, strict=True)]
+            reference = [text for text, y in pairs if not y]
+            candidate = [text for text, y in pairs if y]
+            if not np.array_equal(package_codes(reference + candidate), mmd.char_codes(reference + candidate)):
                 raise RuntimeError("character codes differ from the package's tokenize_unicode")
             x = CompletionSample(np.repeat(np.arange(slots), 2 * k), package_codes(reference), slots)
             y = CompletionSample(np.repeat(np.arange(slots), k), package_codes(candidate), slots)
             for kernel, statistic in package.items():
                 with np.errstate(invalid="ignore", divide="ignore"):
                     expected = float(statistic(x, y))
-                ours = float(mmd_statistics(cell.grams[kernel][rows, draws], labelling, k)[0])
+                grams = cell.grams[kernel][rows, draws]
+                ours = float(mmd.mmd_statistics(grams, labels[None], np.ones_like(labels))[0])
                 agrees = math.isnan(expected) if k == 1 else bool(np.isclose(ours, expected, rtol=1e-9, atol=1e-12))
                 if not agrees:
                     raise RuntimeError(f"fast MMD {kernel} at k={k}: {ours!r} but the package says {expected!r}")
@@ -450,27 +403,29 @@ def rejects(result) -> bool:
     return result.verdict == INCONSISTENT
 
 
-def simct_default(values: Mapping[str, np.ndarray], scales: Mapping[str, float], nominal: float | None = None) -> bool:
-    """The product's model-wise test (compare.py): one t-test on the sum of the classifier and length components,
-    each divided by its same-deployment spread from the model card; `nominal` at an interim look."""
+def simct_default(
+    values: Mapping[str, np.ndarray], scales: Mapping[str, float], fractions: tuple[float, ...] = ()
+) -> bool:
+    """The product's model-wise test itself (compare.model_wise): the combined one-sided test of the classifier and
+    length components, each over its same-deployment spread from the model card, joined by the two-sided diversity
+    test; `fractions`: the sequential looks so far, with O'Brien-Fleming spending."""
     components = {name: values[statistic] for name, statistic in COMPONENTS.items()}
-    weights = {name: 1.0 / scales[name] for name in COMPONENTS}
-    return rejects(combined_t_test(components, weights, ALPHA, PAIRED_T, 2, nominal))
+    weights = {name: 1.0 / scales[name] for name in SHIFT_COMPONENTS}
+    settings = GateSettings(alpha=ALPHA, min_prompts=2, look_fractions=fractions, spending=OBRIEN_FLEMING)
+    return rejects(model_wise(components, weights, PAIRED_T, settings))
 
 
-def simct_union(values: Mapping[str, np.ndarray], nominal: float | None = None) -> bool:
-    """The model-wise test this benchmark was specified with, the engine's previous default: inconsistent when either
-    component's one-sided t-test has p below alpha / 2 (a Bonferroni union), or below `nominal` at an interim look.
-    Written here: stats.union_t_test left the engine while this benchmark was written."""
-    p_values = [t_test_greater(values[statistic], ALPHA, PAIRED_T, 2).p_value for statistic in COMPONENTS.values()]
-    threshold = ALPHA / len(COMPONENTS) if nominal is None else nominal
-    return min(p_values) < threshold
+def simct_shift(values: Mapping[str, np.ndarray], scales: Mapping[str, float]) -> bool:
+    """The default before the diversity test joined it: the combined one-sided test alone, at the whole alpha."""
+    components = {name: values[COMPONENTS[name]] for name in SHIFT_COMPONENTS}
+    weights = {name: 1.0 / scales[name] for name in SHIFT_COMPONENTS}
+    return rejects(combined_t_test(components, weights, ALPHA, PAIRED_T, 2))
 
 
 def t_test_decisions(values: Mapping[str, np.ndarray], scales: Mapping[str, float]) -> dict[str, bool]:
     decisions = {
         SIMCT: simct_default(values, scales),
-        SIMCT_UNION: simct_union(values),
+        SIMCT_SHIFT: simct_shift(values, scales),
         SIMCT_CLASSIFIER: rejects(t_test_greater(values["classifier"], ALPHA, PAIRED_T, 2)),
     }
     for metric in BASELINE_METRICS:
@@ -501,27 +456,28 @@ def look_sizes(planned: int) -> tuple[int, ...]:
 def sequential_design(cell: Cell, experiments: Plan, planned: int, test: str, scales: Mapping[str, float]) -> dict:
     """`test` after each quarter of the planned prompts (stop at the first rejection) vs once at the end.
 
-    Looks use the O'Brien-Fleming nominal levels: of alpha for the product's combined test, as compare.py does, and
-    of alpha / 2, the Bonferroni share of each component, for the union. "Consistent" is only decided once every
-    planned prompt is in.
+    Looks spend each share of alpha (the shift test's and the diversity test's) with O'Brien-Fleming, as compare.py
+    does. "Consistent" is only decided once every planned prompt is in.
     """
+    if test != SIMCT:
+        raise ValueError(f"no sequential design for {test}")
     looks = look_sizes(planned)
-    spent = ALPHA if test == SIMCT else ALPHA / len(COMPONENTS)
-    nominals = nominal_alphas(spent, [size / planned for size in looks], OBRIEN_FLEMING)
+    fractions = tuple(size / planned for size in looks)
+    nominals = nominal_alphas(ALPHA * (1 - DIVERSITY_SHARE), fractions, OBRIEN_FLEMING)
 
-    def rejected(values: Mapping[str, np.ndarray], nominal: float | None) -> bool:
-        return simct_default(values, scales, nominal) if test == SIMCT else simct_union(values, nominal)
+    def rejected(values: Mapping[str, np.ndarray], looked: tuple[float, ...]) -> bool:
+        return simct_default(values, scales, looked)
 
     fixed_hits = sequential_hits = 0
     queried = []
     for rows, draws in zip(experiments.rows, experiments.draws, strict=True):
         values = {name: cell.paired[name][rows, draws] for name in COMPONENTS.values()}
-        fixed_hits += rejected(values, None)
+        fixed_hits += rejected(values, ())
         stopped = next(
             (
                 size
-                for size, nominal in zip(looks, nominals, strict=True)
-                if rejected({name: column[:size] for name, column in values.items()}, nominal)
+                for look, size in enumerate(looks)
+                if rejected({name: column[:size] for name, column in values.items()}, fractions[: look + 1])
             ),
             None,
         )
@@ -617,7 +573,7 @@ def measure(
         "sequential": sequential,
         "mmd_package_check": checks,
         "response_lengths": {
-            "truncated": float(np.mean(lengths > MMD_LENGTH)),
+            "truncated": float(np.mean(lengths > mmd.MMD_LENGTH)),
             "p99": float(np.percentile(lengths, 99)),
             "max": int(lengths.max()),
         },
@@ -658,11 +614,11 @@ def main() -> None:
         "qualified_prompts": {f"k={k}": len(qualified[k]) for k in SAMPLE_COUNTS},
         "measured_k": measured,
         "min_qualified": settings.min_qualified,
-        "mmd_length": MMD_LENGTH,
+        "mmd_length": mmd.MMD_LENGTH,
         "responses_truncated": lengths["truncated"],
         "response_chars_p99": lengths["p99"],
         "response_chars_max": lengths["max"],
-        "spectrum_order": SPECTRUM_ORDER,
+        "spectrum_order": mmd.SPECTRUM_ORDER,
         "bundled_model": bundled.info.short,
         "component_scales": scales,
         "calibration_tolerance": {str(r): tolerance(r) for r in sorted({settings.reps, settings.mmd_reps})},
@@ -765,7 +721,7 @@ def findings(results: Mapping) -> list[str]:
     lines += _undetected_findings(results, k)
     lines += _calibration_findings(results)
     lines += _length_findings(results)
-    lines += _union_findings(results)
+    lines += _diversity_findings(results)
     lines += _sequential_findings(results)
     return lines
 
@@ -874,10 +830,12 @@ def _calibration_findings(results: Mapping) -> list[str]:
     ]
 
 
-def _versus(results: Mapping, other: str) -> tuple[int, list[tuple[float, str]], list[tuple[float, str]]]:
-    """SimCT default minus `other` over every change, k and n: cells compared, cells ahead and behind by MARGIN."""
+def _versus(
+    results: Mapping, other: str, test: str = SIMCT
+) -> tuple[int, list[tuple[float, str]], list[tuple[float, str]]]:
+    """`test` minus `other` over every change, k and n: cells compared, cells ahead and behind by MARGIN."""
     differences = [
-        (cell[SIMCT] - cell[other], f"{change}, {k}, {n}")
+        (cell[test] - cell[other], f"{change}, {k}, {n}")
         for change in ALL_CHANGES
         for k, by_n in results["rejection_rate"][change].items()
         for n, cell in by_n.items()
@@ -893,20 +851,21 @@ def _largest(found: list[tuple[float, str]]) -> str:
 
 def _length_findings(results: Mapping) -> list[str]:
     """What adding the length component to the classifier gains or costs."""
-    cells, gains, costs = _versus(results, SIMCT_CLASSIFIER)
+    cells, gains, costs = _versus(results, SIMCT_CLASSIFIER, SIMCT_SHIFT)
     return [
-        f"- SimCT default against its classifier alone, over all {cells} (change, k, n) cells: adding the "
+        f"- SimCT without diversity against its classifier alone, over all {cells} (change, k, n) cells: adding the "
         f"length component gains {MARGIN:.2f} or more power in {len(gains)}{_largest(gains)}; it costs "
         f"{MARGIN:.2f} or more in {len(costs)}{_largest(costs)}."
     ]
 
 
-def _union_findings(results: Mapping) -> list[str]:
-    """The product's combined test against the Bonferroni union it replaced."""
-    cells, ahead, behind = _versus(results, SIMCT_UNION)
+def _diversity_findings(results: Mapping) -> list[str]:
+    """What joining the two-sided diversity test to the shift test gains or costs."""
+    cells, ahead, behind = _versus(results, SIMCT_SHIFT)
     return [
-        f"- SimCT default (combined) against SimCT union, over all {cells} (change, k, n) cells: ahead by "
-        f"{MARGIN:.2f} or more in {len(ahead)}{_largest(ahead)}; behind in {len(behind)}{_largest(behind)}."
+        f"- SimCT default against SimCT without diversity (the default before), over all {cells} (change, k, n) "
+        f"cells: the diversity test gains {MARGIN:.2f} or more power in {len(ahead)}{_largest(ahead)}; it costs "
+        f"{MARGIN:.2f} or more in {len(behind)}{_largest(behind)}."
     ]
 
 
@@ -968,14 +927,18 @@ def render(results: Mapping) -> str:
         "and one draw per prompt. Resampled cells reuse a finite set of prompts: read their power as optimistic.",
         f"- **Experiments**: {meta['reps']} per cell for the t-tests, the first {meta['mmd_reps']} of them also for "
         f"MMD; {meta['permutations']} permutations per MMD test; seed {meta['seed']}.",
-        f"- **SimCT default**: per prompt, compare.py's paired statistics averaged over every (anchor A, held-back "
-        "B, candidate C) choice of sets of k: classifier score(A, C) - score(A, B), and length ratio(A, B) - "
-        "length ratio(A, C); the product's `stats.combined_t_test` (commit be2f5c9): one one-sided t-test on "
+        "- **SimCT default**: per prompt, compare.py's paired statistics averaged over every (anchor A, held-back "
+        "B, candidate C) choice of sets of k: classifier score(A, C) - score(A, B), length ratio(A, B) - "
+        "length ratio(A, C), and the diversity: how alike C's samples are among themselves minus how alike B's are "
+        "(mean of within-set chrF, BLEU, ROUGE-L and edit similarity). The product's `compare.model_wise` decides: "
+        "one one-sided t-test on "
         f"classifier / {meta['component_scales']['classifier']:g} + length / {meta['component_scales']['length']:g} "
-        "(the components' same-deployment spreads from the model card). *SimCT union*: the test this benchmark was "
-        "specified with, the engine's default until be2f5c9: inconsistent when either component's one-sided t-test "
-        "has p < alpha / 2 (a Bonferroni union). *SimCT classifier only* is the classifier component alone at "
-        "alpha. For each change the classifier is a leave-one-change-out "
+        f"(the components' same-deployment spreads from the model card) at alpha x {1 - DIVERSITY_SHARE:g}, or a "
+        f"two-sided t-test of the diversity at alpha x {DIVERSITY_SHARE:g} (a weighted Bonferroni union). At k = 1 "
+        "a set has no within-set pair, so there the default is the one-sided test alone. *SimCT without "
+        "diversity*: the one-sided test alone at alpha, the default before the diversity test joined it. *SimCT "
+        "classifier only* is the classifier component alone at alpha. For each change the classifier is a "
+        "leave-one-change-out "
         f"model trained on the {meta['train_prompts']} train prompts without that change; for the rerun it is the "
         f"bundled model {meta['bundled_model']}. The models were trained on 1 to 3 samples per side only.",
         "- **Single metrics**: one-sided paired t-test of within-reference minus cross-stage similarity (the "
@@ -990,7 +953,8 @@ def render(results: Mapping) -> str:
         "observed}) / (1 + permutations), labels permuted within each prompt. At k = 1 there are no candidate "
         "pairs: the package's statistic is undefined (0 / 0) and its candidate-pair term is left out, so the k = 1 MMD "
         "rows measure a different statistic (reference pairs minus cross pairs) than the k = 3 and 5 rows.",
-        f"- **Fast MMD path, checked**: each prompt's kernel matrix is computed once, and every draw and "
+        f"- **Fast MMD path, checked**: the product's own test (`simct_ci/mmd.py`, what `gate.test: mmd` runs); "
+        "each prompt's kernel matrix is computed once, and every draw and "
         f"permutation is scored by indexing it. On {draws_checked} draws (as observed and with labels permuted "
         "within prompts; reruns and a change at every k) the benchmark recomputed the statistic with the package's "
         "own `mmd_hamming` and `mmd_kspectrum` on `CompletionSample`s and required `np.isclose` "
@@ -1022,13 +986,9 @@ def render(results: Mapping) -> str:
         "spending; never stopping early for *consistent*), against the fixed design testing once at N, on the same "
         "experiments. Saving: 1 - mean prompts queried / N.",
         "",
-        "### SimCT default (combined test, looks at `sequential.nominal_alphas(alpha, fractions)`, as compare.py)",
+        "### SimCT default (looks spend each share of alpha, `sequential.nominal_alphas`, as compare.py)",
         "",
         *sequential_table(results, SIMCT),
-        "",
-        "### SimCT union (looks: a component's p-value below `sequential.nominal_alphas(alpha / 2, fractions)`)",
-        "",
-        *sequential_table(results, SIMCT_UNION),
         "",
     ]
     return "\n".join(lines)
@@ -1059,7 +1019,7 @@ def plot(results: Mapping) -> None:
     palette = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
     styles = {
         SIMCT: {"color": "black", "linewidth": 2.5},
-        SIMCT_UNION: {"color": "dimgrey", "linewidth": 2, "linestyle": "-."},
+        SIMCT_SHIFT: {"color": "dimgrey", "linewidth": 2, "linestyle": "-."},
         SIMCT_CLASSIFIER: {"color": "black", "linestyle": "--"},
         **{metric: {"color": color, "linewidth": 1} for metric, color in zip(BASELINE_METRICS, palette, strict=True)},
         "MMD Hamming": {"color": "tab:red", "marker": "s", "linewidth": 2},

@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import itertools
 import json
+import math
 import platform
 import random
 import sys
@@ -26,10 +27,10 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simct_ci.compare import CLASSIFIER, LENGTH
+from simct_ci.compare import CLASSIFIER, DIVERSITY, LENGTH, GateSettings, model_wise, sample_likeness
 from simct_ci.features import FEATURE_NAMES, split_features_batch
 from simct_ci.model import BundledModel, read_card
-from simct_ci.stats import PAIRED_T, combined_t_test
+from simct_ci.stats import PAIRED_T
 from simct_ci.training.dataset import (
     ALL_CHANGES,
     GREEDY_REFERENCE,
@@ -45,6 +46,7 @@ K = 3
 ALPHA = 0.05
 PROMPT_COUNTS = (20, 50, 100)
 BASELINE_METRICS = ("chrf", "bleu", "rougeL", "edit_sim", "length_ratio")
+STATISTICS = (*BASELINE_METRICS, DIVERSITY)  # kept per draw: the metrics' paired statistics and the diversity
 SEVERITY = {c.change: c.severity for c in CHANGES}
 TARGET_POWER = {"large": (20, 0.95), "moderate": (50, 0.9), "subtle": (100, 0.8)}
 RESULTS = Path("bench/results/engine.json")
@@ -95,11 +97,13 @@ def _paired(rows: PromptRows, reference: Sequence[int], candidate: Sequence[int]
     same = split_features_batch(rows.pool, anchors, held_back)
     s_cross, s_same = model.predict(cross), model.predict(same)
     baseline = {metric: float((_metric(same, metric) - _metric(cross, metric)).mean()) for metric in BASELINE_METRICS}
+    # compare.py's diversity component; sets of one sample have no within-set pair (NaN, and compare leaves it out)
+    baseline[DIVERSITY] = float((sample_likeness(cross) - sample_likeness(same)).mean()) if m >= 2 else math.nan
     return float(s_cross.mean() - s_same.mean()), float(s_cross.mean()), baseline
 
 
 def _null_draws(rows: PromptRows, draws: list[tuple[list[int], list[int]]], model) -> tuple[np.ndarray, dict, list]:
-    statistics, scores, baselines = [], [], {m: [] for m in BASELINE_METRICS}
+    statistics, scores, baselines = [], [], {m: [] for m in STATISTICS}
     for reference, candidate in draws:
         d, score, base = _paired(rows, reference, candidate, model)
         statistics.append(d)
@@ -135,10 +139,14 @@ def evaluate_prompt(rows: PromptRows, null_model, change_models: dict, rng: rand
 
 
 def _reject(values: np.ndarray) -> bool:
-    """The product's decision: columns (classifier, length) -> the combined t-test; one column -> one t-test."""
+    """Columns (classifier, length, diversity) -> the product's own decision (compare.model_wise), without the
+    diversity when the sets hold one sample; one column -> one one-sided t-test."""
     if values.ndim == 2:
         components = {CLASSIFIER: values[:, 0], LENGTH: values[:, 1]}
-        return combined_t_test(components, WEIGHTS, ALPHA, PAIRED_T, min_prompts=2).verdict == INCONSISTENT
+        if not np.isnan(values[:, 2]).any():
+            components[DIVERSITY] = values[:, 2]
+        settings = GateSettings(alpha=ALPHA, min_prompts=2)
+        return model_wise(components, WEIGHTS, PAIRED_T, settings).verdict == INCONSISTENT
     if np.ptp(values) <= 1e-12:
         return bool(values.mean() > 1e-12)
     return bool(stats.ttest_1samp(values, 0.0, alternative="greater").pvalue < ALPHA)
@@ -212,12 +220,13 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
         return draw
 
     def random_split_union(statistic, baseline):
-        """One random split per prompt, and both of the product's components on that same split."""
+        """One random split per prompt, and every component of the product's test on that same split."""
 
         def draw(i):
-            values, lengths = statistic(evaluations[i]), baseline(evaluations[i], "length_ratio")
+            values = statistic(evaluations[i])
+            lengths, diversity = (baseline(evaluations[i], name) for name in ("length_ratio", DIVERSITY))
             r = rng.randrange(len(values))
-            return (values[r], lengths[r])
+            return (values[r], lengths[r], diversity[r])
 
         return draw
 
@@ -242,7 +251,7 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
     for change in ALL_CHANGES:
         power[change] = {}
         for count in PROMPT_COUNTS:
-            union = fixed(lambda e, c=change: (e.statistic[c], e.baseline[c]["length_ratio"]))
+            union = fixed(lambda e, c=change: (e.statistic[c], e.baseline[c]["length_ratio"], e.baseline[c][DIVERSITY]))
             rate, replaced = rejection_rate(union, count, n, reps, rng)
             row = {"simct": rate, "prompts_resampled": replaced}
             row["classifier"] = rejection_rate(fixed(lambda e, c=change: e.statistic[c]), count, n, reps, rng)[0]
@@ -299,9 +308,12 @@ def render(results: dict) -> str:
         "",
         "## Power at alpha 0.05 (SimCT vs single-metric paired t-tests on the same samples)",
         "",
-        "*SimCT* is the product's test: one one-sided paired t-test on the classifier's and the length "
-        "statistic's per-prompt differences, each divided by its same-deployment spread from the model card, "
-        "summed. *classifier only* is the classifier's difference alone.",
+        "*SimCT* is the product's test (`compare.model_wise`): one one-sided paired t-test on the classifier's and "
+        "the length statistic's per-prompt differences, each divided by its same-deployment spread from the model "
+        "card, summed, at alpha x 0.8; or a two-sided paired t-test of the diversity (how alike the candidate's "
+        "samples are among themselves, minus the held-back reference samples') at alpha x 0.2. With sets of one "
+        "sample (the 3/3 protocol) there is no diversity and the one-sided test has the whole alpha. "
+        "*classifier only* is the classifier's difference alone.",
         "",
         "| change | group | target | prompts | SimCT | classifier only | " + " | ".join(BASELINE_METRICS) + " |",
         "|---|---|---|---|---|---|" + "---|" * len(BASELINE_METRICS),

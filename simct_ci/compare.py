@@ -27,7 +27,15 @@ from simct_ci.model import BundledModel
 from simct_ci.protocol import reference_samples
 from simct_ci.responses import CLOSED, Prompt
 from simct_ci.sequential import nominal_alphas
-from simct_ci.stats import MMD, ONE_SAMPLE_T, PAIRED_T, combined_t_test, equivalence_p_value, mmd_permutation_test
+from simct_ci.stats import (
+    MMD,
+    ONE_SAMPLE_T,
+    PAIRED_T,
+    combined_t_test,
+    equivalence_p_value,
+    mmd_permutation_test,
+    union_test,
+)
 from simct_ci.verdicts import CONSISTENT, INCOMPLETE, INCONSISTENT, Comparison, ModelWiseResult, PromptScore
 
 LENGTH_FEATURE = "cross_length_ratio"  # shorter / longer response length of a pair, averaged over its pairs
@@ -38,7 +46,10 @@ T_TEST, MMD_TEST = "t", "mmd"
 TESTS = (T_TEST, MMD_TEST)
 DIFFERENCE, EQUIVALENCE = "difference", "equivalence"
 MODES = (DIFFERENCE, EQUIVALENCE)
-CLASSIFIER, LENGTH = "classifier", "length"
+CLASSIFIER, LENGTH, DIVERSITY = "classifier", "length", "diversity"
+DIVERSITY_METRICS = ("chrf", "bleu", "rougeL", "edit_sim")  # how alike a set's samples are: their mean
+DIVERSITY_COLUMNS = [FEATURE_NAMES.index(f"within_cand_{metric}") for metric in DIVERSITY_METRICS]
+DIVERSITY_SHARE = 0.2  # of alpha, for the two-sided diversity test; the combined shift test keeps the rest
 
 
 @dataclass(frozen=True)
@@ -95,7 +106,8 @@ def _mmd_terms(alpha: float) -> str:
 def _terms(components: Sequence[str], model: BundledModel) -> str:
     """The combined statistic as written: each component over its scale from the model card."""
     scales = model.card.component_scales
-    return "+".join(f"{name}/{scales[name]:g}" if name in scales else name for name in components)
+    shift = "+".join(f"{name}/{scales[name]:g}" if name in scales else name for name in components if name != DIVERSITY)
+    return f"{shift},{DIVERSITY}:two-sided@{DIVERSITY_SHARE:g}" if DIVERSITY in components else shift
 
 
 def compare(
@@ -158,10 +170,10 @@ def model_wise(
     a smaller shift is detected: the margin is the shift that still counts as consistent. Otherwise a detected
     shift is inconsistent, and no evidence either way is incomplete.
     """
-    result = combined_t_test(components, weights, settings.alpha, test, settings.min_prompts, _nominal(settings))
+    result = _difference_test(components, weights, test, settings)
     if settings.mode != EQUIVALENCE or result.verdict == INCOMPLETE:
         return result
-    shown = {name: equivalence_p_value(values, settings.margin) for name, values in components.items()}
+    shown = {name: _equivalence_p_value(name, values, settings.margin) for name, values in components.items()}
     weakest, p_value = max(shown.items(), key=lambda item: item[1])
     if p_value < settings.alpha:
         note = f"every shift shown below the margin {settings.margin:g} (largest equivalence p = {p_value:.3g})"
@@ -178,11 +190,33 @@ def model_wise(
     return replace(result, verdict=INCOMPLETE, note=_join_note(result.note, note))
 
 
-def _nominal(settings: GateSettings) -> float | None:
-    """At a sequential look, the threshold that spends alpha over the looks (sequential.py)."""
+def _difference_test(
+    components: Mapping[str, Sequence[float]], weights: Mapping[str, float], test: str, settings: GateSettings
+) -> ModelWiseResult:
+    """The combined one-sided test of the shift components, joined by the two-sided diversity test when the
+    components include it (stats.union_test), alpha split between them."""
+    shift = {name: values for name, values in components.items() if name != DIVERSITY}
+    if DIVERSITY not in components:
+        return combined_t_test(shift, weights, settings.alpha, test, settings.min_prompts, _nominal(settings))
+    shares = (settings.alpha * (1 - DIVERSITY_SHARE), settings.alpha * DIVERSITY_SHARE)
+    thresholds = tuple(_nominal(settings, share) or share for share in shares)
+    result = combined_t_test(shift, weights, settings.alpha, test, settings.min_prompts)
+    return union_test(result, components[DIVERSITY], DIVERSITY_SHARE, thresholds, settings.min_prompts)
+
+
+def _equivalence_p_value(name: str, values: Sequence[float], margin: float) -> float:
+    """Shown below the margin; for the diversity, which may move either way, shown within +-margin (TOST)."""
+    upper = equivalence_p_value(values, margin)
+    if name != DIVERSITY:
+        return upper
+    return max(upper, equivalence_p_value([-value for value in values], margin))
+
+
+def _nominal(settings: GateSettings, alpha: float | None = None) -> float | None:
+    """At a sequential look, the threshold that spends `alpha` (all of it by default) over the looks."""
     if not settings.look_fractions:
         return None
-    return nominal_alphas(settings.alpha, settings.look_fractions, settings.spending)[-1]
+    return nominal_alphas(alpha or settings.alpha, settings.look_fractions, settings.spending)[-1]
 
 
 def _join_note(first: str, second: str) -> str:
@@ -268,13 +302,25 @@ def _scores(
     rows = np.vstack(blocks) if blocks else np.zeros((0, len(FEATURE_NAMES)))
     scores = model.score(rows) if blocks else np.zeros(0)
     lengths = rows[:, FEATURE_NAMES.index(LENGTH_FEATURE)]
+    alike = sample_likeness(rows)
     cross = [float(scores[start:middle].mean()) for start, middle, _ in spans]
     same = [float(scores[middle:end].mean()) if end > middle else 0.0 for _, middle, end in spans]
     length_drop = [float(lengths[middle:end].mean() - lengths[start:middle].mean()) for start, middle, end in spans]
-    return cross, {
-        CLASSIFIER: [c - s for c, s in zip(cross, same, strict=True)],
-        LENGTH: length_drop,
-    }
+    components = {CLASSIFIER: [c - s for c, s in zip(cross, same, strict=True)], LENGTH: length_drop}
+    if paired and all(pool.set_size >= 2 for pool in pools.values()):  # a single sample has no likeness
+        components[DIVERSITY] = [
+            float(alike[start:middle].mean() - alike[middle:end].mean()) for start, middle, end in spans
+        ]
+    return cross, components
+
+
+def sample_likeness(rows: np.ndarray) -> np.ndarray:
+    """Per feature row, how alike the second set's samples are among themselves (mean of DIVERSITY_METRICS).
+
+    (A, C) rows give the candidate set's likeness and (A, B) rows the held-back reference set's: under a
+    same-deployment candidate B and C are exchangeable, so the DIVERSITY component has mean exactly zero.
+    """
+    return rows[:, DIVERSITY_COLUMNS].mean(axis=1)
 
 
 def same_deployment_spread(splits: Sequence[tuple[Sequence[str], Sequence[str], bool]], model) -> dict[str, float]:
@@ -285,7 +331,7 @@ def same_deployment_spread(splits: Sequence[tuple[Sequence[str], Sequence[str], 
         for i, (ref, cand, closed) in enumerate(splits)
     }
     _, components = _scores(pools, model, paired=True)
-    return {name: float(np.std(values, ddof=1)) for name, values in components.items()}
+    return {name: float(np.std(components[name], ddof=1)) for name in (CLASSIFIER, LENGTH)}  # the summed ones
 
 
 def _incomplete_if_too_much_missing(

@@ -85,7 +85,13 @@ def _stage_to_dict(stage: StageReport) -> dict[str, Any]:
             "n_prompts": model_wise.n_prompts,
             "note": model_wise.note,
             "components": [
-                {"name": c.name, "statistic": c.statistic, "p_value": c.p_value, "effect_size": c.effect_size}
+                {
+                    "name": c.name,
+                    "alternative": c.alternative,
+                    "statistic": c.statistic,
+                    "p_value": c.p_value,
+                    "effect_size": c.effect_size,
+                }
                 for c in model_wise.components
             ],
         },

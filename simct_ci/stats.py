@@ -37,8 +37,18 @@ ONE_SAMPLE_CAVEAT = (
 )
 
 
+GREATER, TWO_SIDED = "greater", "two-sided"
+
+
 def t_test_greater(differences: Sequence[float], alpha: float, test: str, min_prompts: int) -> ModelWiseResult:
     """One-sided one-sample t-test of H1: mean(differences) > 0, with the degenerate cases made explicit."""
+    return t_test(differences, alpha, test, min_prompts, GREATER)
+
+
+def t_test(
+    differences: Sequence[float], alpha: float, test: str, min_prompts: int, alternative: str
+) -> ModelWiseResult:
+    """One-sample t-test of H1: mean(differences) > 0 (GREATER) or != 0 (TWO_SIDED), degenerate cases explicit."""
     values = np.asarray(differences, dtype=float)
     n = len(values)
     note = ONE_SAMPLE_CAVEAT if test == ONE_SAMPLE_T else ""
@@ -49,10 +59,10 @@ def t_test_greater(differences: Sequence[float], alpha: float, test: str, min_pr
         # Greedy decoding gives identical statistics on every prompt: no variance, but not no information.
         mean = 0.0 if abs(mean) <= ZERO_SPREAD else mean
         statistic = effect = 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
-        p_value = 0.0 if mean > 0 else 1.0
+        p_value = 0.0 if mean > 0 or (mean < 0 and alternative == TWO_SIDED) else 1.0
         note = _join(note, "every prompt gave the same statistic (deterministic responses)")
     else:
-        result = stats.ttest_1samp(values, 0.0, alternative="greater")
+        result = stats.ttest_1samp(values, 0.0, alternative=alternative)
         statistic, p_value, effect = float(result.statistic), float(result.pvalue), mean / sd
     verdict = INCONSISTENT if p_value < alpha else CONSISTENT
     return ModelWiseResult(test, statistic, p_value, effect, alpha, n, verdict, note)
@@ -105,6 +115,35 @@ def mmd_permutation_test(
     result = mmd.mmd_test(reference, candidate, mmd.permutations_for(alpha))
     verdict = INCONSISTENT if result.p_value < alpha else CONSISTENT
     return ModelWiseResult(MMD, result.statistic, result.p_value, result.standardized, alpha, n, verdict)
+
+
+def union_test(
+    shift: ModelWiseResult,
+    diversity: Sequence[float],
+    share: float,
+    thresholds: tuple[float, float],
+    min_prompts: int,
+) -> ModelWiseResult:
+    """The shift test (one-sided, combined) or a two-sided t-test of the diversity, a weighted Bonferroni union.
+
+    Inconsistent when the shift test's p is below thresholds[0] or the diversity test's below thresholds[1] (alpha
+    split (1 - share) and share; at a sequential look, the spent thresholds of each). The p-value reported is the
+    union's, min(1, p_shift / (1 - share), p_diversity / share); statistic and effect size stay the shift test's,
+    and every part is listed. Why two-sided: a narrower sampler (lower top-p) makes samples more alike, a wider
+    one (higher temperature) less, and neither need move the similarity to the reference on average.
+    """
+    if shift.verdict == INCOMPLETE:
+        return shift
+    part = t_test(diversity, shift.alpha, shift.test, min_prompts, TWO_SIDED)
+    component = ComponentResult("diversity", part.statistic, part.p_value, part.effect_size, TWO_SIDED)
+    p_value = min(1.0, shift.p_value / (1 - share), part.p_value / share)
+    shift_found, diversity_found = shift.p_value < thresholds[0], part.p_value < thresholds[1]
+    note = shift.note
+    if diversity_found:
+        more_or_less = "more" if part.statistic > 0 else "less"
+        note = _join(note, f"the candidate's samples are {more_or_less} alike than the reference's (diversity)")
+    verdict = INCONSISTENT if shift_found or diversity_found else CONSISTENT
+    return replace(shift, p_value=p_value, verdict=verdict, note=note, components=(*shift.components, component))
 
 
 def equivalence_p_value(values: Sequence[float], margin: float) -> float:

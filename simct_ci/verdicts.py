@@ -23,12 +23,13 @@ class PromptScore:
 
 @dataclass(frozen=True)
 class ComponentResult:
-    """One one-sided t-test of the model-wise family (the classifier's score, or the length statistic)."""
+    """One t-test of the model-wise family (the classifier's score, the length statistic, the diversity)."""
 
     name: str
     statistic: float
     p_value: float
     effect_size: float
+    alternative: str = "greater"  # "two-sided" for the diversity test
 
 
 @dataclass(frozen=True)

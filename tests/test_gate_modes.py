@@ -16,11 +16,29 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from simct_ci.compare import CLASSIFIER, DIFFERENCE, EQUIVALENCE, LENGTH, GateSettings, compare, model_wise
+from simct_ci.compare import (
+    CLASSIFIER,
+    DIFFERENCE,
+    DIVERSITY,
+    DIVERSITY_SHARE,
+    EQUIVALENCE,
+    LENGTH,
+    GateSettings,
+    compare,
+    model_wise,
+)
 from simct_ci.model import BundledModel
 from simct_ci.responses import Prompt
 from simct_ci.sequential import nominal_alphas
-from simct_ci.stats import ONE_SAMPLE_T, PAIRED_T, combined_t_test, equivalence_p_value, t_test_greater
+from simct_ci.stats import (
+    ONE_SAMPLE_T,
+    PAIRED_T,
+    TWO_SIDED,
+    combined_t_test,
+    equivalence_p_value,
+    t_test,
+    t_test_greater,
+)
 from simct_ci.verdicts import CONSISTENT, INCOMPLETE, INCONSISTENT
 
 ALPHA = 0.05
@@ -402,6 +420,86 @@ def test_an_interim_look_uses_the_spent_threshold() -> None:
     assert verdicts((ALPHA / 2 + final) / 2) == (CONSISTENT, INCONSISTENT, INCONSISTENT)
 
 
+# --- the diversity test, joined to the shift test -----------------------------------------------------------------
+
+
+def two_sided_with_p(p: float, n: int, seed: int, sign: float = 1.0) -> np.ndarray:
+    """n values whose two-sided t-test of mean != 0 has p-value exactly `p`, the mean of sign `sign`."""
+    return standardised(n, seed) + sign * stats.t.isf(p / 2, n - 1) / math.sqrt(n)
+
+
+def with_diversity(shift_p: float, diversity_p: float, n: int = 25, sign: float = 1.0) -> dict[str, np.ndarray]:
+    return {**summing_to_p(shift_p, n, seed=30), DIVERSITY: two_sided_with_p(diversity_p, n, seed=31, sign=sign)}
+
+
+def test_two_sided_t_test_matches_scipy() -> None:
+    values = np.random.default_rng(4).normal(-0.2, 1.0, 30)
+    result = t_test(values, ALPHA, PAIRED_T, 10, TWO_SIDED)
+    assert result.p_value == pytest.approx(stats.ttest_1samp(values, 0.0).pvalue)
+    assert t_test([-0.3] * 12, ALPHA, PAIRED_T, 10, TWO_SIDED).p_value == 0.0  # identical and negative: shown
+    assert t_test_greater([-0.3] * 12, ALPHA, PAIRED_T, 10).p_value == 1.0
+
+
+@pytest.mark.parametrize(
+    ("shift_p", "diversity_p", "verdict"),
+    [
+        (0.5, 0.5, CONSISTENT),
+        (0.035, 0.5, INCONSISTENT),  # below alpha x 0.8
+        (0.045, 0.5, CONSISTENT),  # below alpha, not below its share
+        (0.5, 0.008, INCONSISTENT),  # below alpha x 0.2
+        (0.5, 0.02, CONSISTENT),
+    ],
+)
+def test_the_union_splits_alpha_and_reports_the_adjusted_p(shift_p: float, diversity_p: float, verdict: str) -> None:
+    for sign in (1.0, -1.0):  # more alike or less alike: both count
+        result = model_wise(with_diversity(shift_p, diversity_p, sign=sign), WEIGHTS, PAIRED_T, GateSettings())
+        assert result.verdict == verdict
+        expected = min(1.0, shift_p / (1 - DIVERSITY_SHARE), diversity_p / DIVERSITY_SHARE)
+        assert result.p_value == pytest.approx(expected, rel=1e-6)
+        assert (result.p_value < ALPHA) == (verdict == INCONSISTENT)
+        diversity = result.components[-1]
+        assert (diversity.name, diversity.alternative) == (DIVERSITY, TWO_SIDED)
+        assert diversity.p_value == pytest.approx(diversity_p, rel=1e-6)
+        assert ("alike than the reference's" in result.note) == (diversity_p < ALPHA * DIVERSITY_SHARE)
+
+
+def test_the_union_is_calibrated_when_nothing_moves() -> None:
+    rng = np.random.default_rng(12)
+    datasets, n = 2000, 20
+    rejections = 0
+    for _ in range(datasets):
+        shared = rng.standard_normal(n)  # the components are correlated in practice: make them so here
+        components = {
+            CLASSIFIER: SCALES[CLASSIFIER] * (shared + rng.standard_normal(n)),
+            LENGTH: SCALES[LENGTH] * rng.standard_normal(n),
+            DIVERSITY: 0.05 * (shared + rng.standard_normal(n)),
+        }
+        rejections += model_wise(components, WEIGHTS, PAIRED_T, GateSettings()).verdict == INCONSISTENT
+    assert rejections / datasets <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / datasets)
+
+
+def test_a_sequential_look_spends_each_share_of_alpha() -> None:
+    fractions = (0.5, 1.0)
+    interim = nominal_alphas(ALPHA * DIVERSITY_SHARE, fractions[:1])[-1]
+    settings = GateSettings(look_fractions=fractions[:1], spending="obrien-fleming")
+    below, above = with_diversity(0.5, interim / 2), with_diversity(0.5, (interim + ALPHA * DIVERSITY_SHARE) / 2)
+    assert model_wise(below, WEIGHTS, PAIRED_T, settings).verdict == INCONSISTENT
+    assert model_wise(above, WEIGHTS, PAIRED_T, settings).verdict == CONSISTENT
+    assert model_wise(above, WEIGHTS, PAIRED_T, GateSettings()).verdict == INCONSISTENT  # the fixed design rejects
+
+
+def test_equivalence_needs_the_diversity_within_the_margin_both_ways() -> None:
+    n = 400
+    settings = GateSettings(mode=EQUIVALENCE, margin=0.05)
+    quiet = {CLASSIFIER: 0.01 * standardised(n, 1), LENGTH: 0.01 * standardised(n, 2)}
+    for sign in (1.0, -1.0):
+        near_margin = {**quiet, DIVERSITY: sign * (0.05 + 0.01 * standardised(n, 3))}
+        result = model_wise(near_margin, WEIGHTS, PAIRED_T, settings)
+        assert result.verdict != CONSISTENT
+        within = {**quiet, DIVERSITY: sign * 0.01 * (1 + standardised(n, 3))}
+        assert model_wise(within, WEIGHTS, PAIRED_T, settings).verdict == CONSISTENT
+
+
 # --- through compare(): the signature ----------------------------------------------------------------------------
 
 
@@ -416,7 +514,7 @@ def _prompts(n: int) -> list[Prompt]:
 
 def _terms(model: BundledModel) -> str:
     scales = model.card.component_scales
-    return f"classifier/{scales[CLASSIFIER]:g}+length/{scales[LENGTH]:g}"
+    return f"classifier/{scales[CLASSIFIER]:g}+length/{scales[LENGTH]:g},diversity:two-sided@{DIVERSITY_SHARE:g}"
 
 
 def test_equivalence_mode_through_compare_is_signed(model: BundledModel) -> None:
@@ -472,17 +570,22 @@ def test_compare_weights_the_components_by_the_cards_scales(model: BundledModel)
     bundled = run((scales[CLASSIFIER], scales[LENGTH]))
     assert bundled.signature == compare(reference, candidate, prompts, model, samples=3).signature
     assert bundled.model_wise.p_value == compare(reference, candidate, prompts, model, samples=3).model_wise.p_value
-    classifier_part, length_part = bundled.model_wise.components
+    classifier_part, length_part, diversity_part = bundled.model_wise.components
+    assert diversity_part.name == DIVERSITY and diversity_part.alternative == "two-sided"
+
+    def union(shift_p: float) -> float:  # the reported p-value: the shift test's and the diversity test's union
+        return min(1.0, shift_p / (1 - DIVERSITY_SHARE), diversity_part.p_value / DIVERSITY_SHARE)
+
     # A scale so large the component weighs nothing: the combined test is the other component's own test.
-    assert run((scales[CLASSIFIER], 1e12)).model_wise.p_value == pytest.approx(classifier_part.p_value, rel=1e-6)
-    assert run((1e12, scales[LENGTH])).model_wise.p_value == pytest.approx(length_part.p_value, rel=1e-6)
+    assert run((scales[CLASSIFIER], 1e12)).model_wise.p_value == pytest.approx(union(classifier_part.p_value), rel=1e-6)
+    assert run((1e12, scales[LENGTH])).model_wise.p_value == pytest.approx(union(length_part.p_value), rel=1e-6)
     centred = [score.centred for score in bundled.prompts]  # the classifier component, per prompt
     assert classifier_part.p_value == pytest.approx(one_sided(np.array(centred)).pvalue, rel=1e-9)
     # Only the ratio of the scales matters, and the signature writes the scales used.
     doubled = run((2 * scales[CLASSIFIER], 2 * scales[LENGTH]))
     assert doubled.model_wise.p_value == pytest.approx(bundled.model_wise.p_value, rel=1e-9)
     assert doubled.signature.startswith(
-        f"test:paired-t[classifier/{2 * scales[CLASSIFIER]:g}+length/{2 * scales[LENGTH]:g}]|"
+        f"test:paired-t[classifier/{2 * scales[CLASSIFIER]:g}+length/{2 * scales[LENGTH]:g},diversity:"
     )
     assert bundled.signature.startswith(f"test:paired-t[{_terms(model)}]|alpha:0.05|mode:difference|samples:3|")
     # Weighting one component down moves the stage's p-value toward the other component's own.

@@ -79,8 +79,15 @@ def test_signature_records_every_setting(model: BundledModel) -> None:
     result = compare(reference, reference, prompts, model, samples=2, settings=GateSettings(alpha=0.01))
     scales = model.card.component_scales
     terms = f"classifier/{scales['classifier']:g}+length/{scales['length']:g}"  # the combined statistic, as written
+    # Sets of one sample: no diversity within a set, so no diversity test, and the signature says so.
     assert result.signature.startswith(
         f"test:paired-t[{terms}]|alpha:0.01|mode:difference|samples:2|sets:1v1|features:v2|model:{model.card.version}+"
     )
     assert model.info.sha256[:8] in result.signature
-    assert re.fullmatch(r"test:paired-t\[classifier/0\.\d+\+length/0\.\d+\]\|.*", result.signature)
+    terms_pattern = r"classifier/0\.\d+\+length/0\.\d+"
+    assert re.fullmatch(rf"test:paired-t\[{terms_pattern}\]\|.*", result.signature)
+    sets_of_two = {p.id: [f"{p.id} {word}" for word in ("a", "b", "c", "d")] for p in prompts}
+    with_diversity = compare(sets_of_two, sets_of_two, prompts, model, samples=2)
+    assert re.fullmatch(
+        rf"test:paired-t\[{terms_pattern},diversity:two-sided@0\.2\]\|.*sets:2v2\|.*", with_diversity.signature
+    )

@@ -72,7 +72,11 @@ def stage_report(
     reference: str = "bare-metal",
 ) -> StageReport:
     prompts = tuple(PromptScore(f"q{i}", p, p >= 0.5, p - 0.5) for i, p in enumerate(scores))
-    parts = (ComponentResult("classifier", 1.5, p_value / 2, 0.4), ComponentResult("length", 0.2, 0.42, 0.05))
+    parts = (
+        ComponentResult("classifier", 1.5, p_value / 2, 0.4),
+        ComponentResult("length", 0.2, 0.42, 0.05),
+        ComponentResult("diversity", -0.7, 0.49, -0.1, "two-sided"),
+    )
     model_wise = ModelWiseResult("paired-t", 1.5, p_value, 0.4, 0.05, len(scores), verdict, note, parts)
     comparison = Comparison(reference, candidate, 3, prompts, model_wise, missing, sig())
     texts = {p.prompt_id: [f"ref answer {p.prompt_id} #{i}" for i in range(3)] for p in prompts}
@@ -198,8 +202,9 @@ def test_report_json_carries_every_field_with_its_value() -> None:
         "n_prompts": 7,
         "note": "",
         "components": [
-            {"name": "classifier", "statistic": 1.5, "p_value": 0.0002, "effect_size": 0.4},
-            {"name": "length", "statistic": 0.2, "p_value": 0.42, "effect_size": 0.05},
+            {"name": "classifier", "alternative": "greater", "statistic": 1.5, "p_value": 0.0002, "effect_size": 0.4},
+            {"name": "length", "alternative": "greater", "statistic": 0.2, "p_value": 0.42, "effect_size": 0.05},
+            {"name": "diversity", "alternative": "two-sided", "statistic": -0.7, "p_value": 0.49, "effect_size": -0.1},
         ],
     }
     assert gateway["response_wise"]["inconsistent_ratio"] == pytest.approx(6 / 7)
@@ -371,8 +376,9 @@ def test_signature_with_model_version_is_shown_per_stage() -> None:
 
 def test_summary_shows_each_component_of_the_model_wise_test() -> None:
     summary = render_summary(three_stages(), run_url=RUN_URL)
-    assert "| ↳ classifier (unadjusted) | 1.500 | < 0.001 | 0.40 | | | |" in summary
-    assert "| ↳ length (unadjusted) | 0.200 | 0.420 | 0.05 | | | |" in summary
+    assert "| ↳ classifier (one-sided, unadjusted) | 1.500 | < 0.001 | 0.40 | | | |" in summary
+    assert "| ↳ length (one-sided, unadjusted) | 0.200 | 0.420 | 0.05 | | | |" in summary
+    assert "| ↳ diversity (two-sided, unadjusted) | -0.700 | 0.490 | -0.10 | | | |" in summary
 
 
 def test_summary_lists_every_prompt_and_every_failure() -> None:
