@@ -264,6 +264,11 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
         greedy_pos = [e.greedy_score[change] for e in evaluations if change in e.greedy_score]
         response_auroc[change] = {
             "sampled_k3": auroc([e.score[change] for e in evaluations], [e.null_score for e in evaluations]),
+            # The report's "centred" score: cross-stage minus same-deployment score, so each prompt is its own
+            # baseline; negatives are every same-deployment split of every prompt (equal counts per prompt).
+            "sampled_k3_centred": auroc(
+                [e.statistic[change] for e in evaluations], [v for e in evaluations for v in e.null_default]
+            ),
             "sampled_k3_chrf_only": auroc(
                 [e.baseline[change]["chrf"] for e in evaluations],
                 [e.null_default_baseline["chrf"].mean() for e in evaluations],
@@ -343,12 +348,16 @@ def render(results: dict) -> str:
         "",
         "## Response-wise AUROC (per prompt: changed deployment vs same deployment)",
         "",
-        "| change | group | sampled, k=3 | chrF only, k=3 | greedy, k=1 |",
-        "|---|---|---|---|---|",
+        "*sampled*: the classifier's mean cross-stage score (`p_inconsistent` in the report); *centred*: that score "
+        "minus its same-deployment score on the held-back reference samples (the report's *Centred* column).",
+        "",
+        "| change | group | sampled, k=3 | sampled, k=3, centred | chrF only, k=3 | greedy, k=1 |",
+        "|---|---|---|---|---|---|",
     ]
     for change, row in results["response_auroc"].items():
         lines.append(
-            f"| {change} | {SEVERITY[change]} | {_fmt(row['sampled_k3'])} | {_fmt(row['sampled_k3_chrf_only'])} "
+            f"| {change} | {SEVERITY[change]} | {_fmt(row['sampled_k3'])} | {_fmt(row['sampled_k3_centred'])} "
+            f"| {_fmt(row['sampled_k3_chrf_only'])} "
             f"| {_fmt(row['greedy_k1'])} |"
         )
     return "\n".join(lines) + "\n"
