@@ -164,8 +164,10 @@ def model_wise(
 ) -> ModelWiseResult:
     """The stage's verdict from its per-prompt component statistics.
 
-    Difference mode: inconsistent when the weighted sum of the components is shown to be above zero (one
-    one-sided t-test, stats.combined_t_test). Equivalence mode adds the other side: consistent exactly when every
+    Difference mode: inconsistent when the weighted sum of the shift components (classifier, length) is shown to
+    be above zero (one one-sided t-test, stats.combined_t_test), or the diversity is shown to differ from zero
+    (two-sided), alpha split between the two (stats.union_test). Equivalence mode adds the other side: consistent
+    exactly when every
     component's mean shift is shown to be below the margin (an intersection-union test, each at alpha), even if
     a smaller shift is detected: the margin is the shift that still counts as consistent. Otherwise a detected
     shift is inconsistent, and no evidence either way is incomplete.
@@ -199,8 +201,9 @@ def _difference_test(
     if DIVERSITY not in components:
         return combined_t_test(shift, weights, settings.alpha, test, settings.min_prompts, _nominal(settings))
     shares = (settings.alpha * (1 - DIVERSITY_SHARE), settings.alpha * DIVERSITY_SHARE)
-    thresholds = tuple(_nominal(settings, share) or share for share in shares)
+    shift_threshold, diversity_threshold = (_nominal(settings, share) or share for share in shares)
     result = combined_t_test(shift, weights, settings.alpha, test, settings.min_prompts)
+    thresholds = (shift_threshold, diversity_threshold)
     return union_test(result, components[DIVERSITY], DIVERSITY_SHARE, thresholds, settings.min_prompts)
 
 

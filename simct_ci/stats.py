@@ -1,10 +1,11 @@
 """Model-wise tests: one decision for a whole stage from per-prompt statistics.
 
-Both are one-sided Student's t-tests over prompts (prompts are the independent units):
+Student's t-tests over prompts (prompts are the independent units):
 - PAIRED_T (the reference has >= 2 samples per prompt): per prompt, the classifier's cross-stage score minus
   its same-deployment score on held-back reference samples, combined with the same difference of the length
   ratio (see compare.py). Under a same-deployment candidate each has mean exactly 0, so the test is
-  calibrated whatever the classifier does.
+  calibrated whatever the classifier does. With sets of >= 2 samples a two-sided t-test of the samples'
+  diversity joins it (union_test), alpha split between the two.
 - ONE_SAMPLE_T (one reference sample per prompt, the paper's setting): the scores against the mean score of
   same-deployment pairs measured out-of-fold during training. That null comes from other prompts and
   deployments than yours, so this mode is less rigorous, and the result says so.
