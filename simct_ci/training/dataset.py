@@ -51,13 +51,14 @@ def dataset_files(directory: Path = DATASET_DIR) -> list[Path]:
 
 
 def load_records(paths: Iterable[Path]) -> list[dict]:
-    """All records, deduplicated by (prompt, deployment, sample); a line cut by a kill ends that file."""
+    """All records, deduplicated by (prompt, deployment, sample); a line cut by a kill is skipped (read_records),
+    a packed file cut short ends where it is cut."""
     records: dict[tuple, dict] = {}
     for path in paths:
         try:
             for record in read_records(path):
                 records.setdefault(record_key(record), record)
-        except (json.JSONDecodeError, EOFError):
+        except EOFError:
             continue
     return list(records.values())
 

@@ -14,6 +14,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from simct_ci.training.deployments import Deployment, Job, jobs
 from simct_ci.training.weights import build_all
@@ -32,11 +33,28 @@ def record_key(record: dict) -> tuple[str, str, int]:
 
 
 def read_records(path: Path) -> Iterator[dict]:
+    """Every record of a JSONL file; a line cut by a kill is skipped, and the records after it still count."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
         for line in handle:
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
                 yield json.loads(line)
+            except json.JSONDecodeError:
+                continue  # its job is not in existing_keys, so it is generated again
+
+
+def open_for_append(path: Path) -> TextIO:
+    """Append mode, starting on a fresh line: a line cut by a kill must not swallow the next record."""
+    if path.exists() and path.stat().st_size:
+        with path.open("rb") as handle:
+            handle.seek(-1, 2)
+            cut = handle.read(1) != b"\n"
+        if cut:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write("\n")
+    return path.open("a", encoding="utf-8")
 
 
 def existing_keys(out_dir: Path) -> set[tuple[str, str, int]]:
@@ -44,8 +62,8 @@ def existing_keys(out_dir: Path) -> set[tuple[str, str, int]]:
     for path in sorted(out_dir.glob("responses*.jsonl*")):
         try:
             keys.update(record_key(r) for r in read_records(path))
-        except (json.JSONDecodeError, EOFError):
-            continue  # a line cut by a kill is regenerated
+        except EOFError:
+            continue  # a packed file cut short: what it lacks is generated again
     return keys
 
 
@@ -92,7 +110,7 @@ class Generator:
 
 
 def generate(pool: list[dict], out: Path, done: set, generator: Generator) -> None:
-    with out.open("a", encoding="utf-8") as handle:
+    with open_for_append(out) as handle:
         for prompt in pool:
             started, tokens = time.monotonic(), 0
             for job in jobs():
