@@ -66,14 +66,19 @@ class PromptEval:
     null_default: np.ndarray
     null_default_baseline: dict[str, np.ndarray]
     null_score: float  # mean cross-stage score of a same-deployment candidate: a response-wise negative
-    statistic: dict[str, float] = field(default_factory=dict)  # change -> d with 6 reference samples, sets 3v3
-    score: dict[str, float] = field(default_factory=dict)  # change -> mean cross-stage score (response-wise)
-    baseline: dict[str, dict[str, float]] = field(default_factory=dict)
+    # change -> d with 6 reference samples, sets 3v3, one value per draw of the samples (POWER_DRAWS); draw 0 is
+    # the first 6 reference and first 3 changed samples, the one the effect sizes and AUROCs use.
+    statistic: dict[str, np.ndarray] = field(default_factory=dict)
+    score: dict[str, float] = field(default_factory=dict)  # change -> mean cross-stage score of draw 0 (response-wise)
+    baseline: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # change -> metric -> per draw
     greedy_null: float = float("nan")
     greedy_score: dict[str, float] = field(default_factory=dict)
 
 
 PROTOCOL_POOL = 6  # the issue's calibration protocol pools 6 samples of one deployment
+# Draws of each prompt's samples per change: a prompt drawn twice into one experiment (more prompts than the
+# held-out set) gets other samples, as a real rerun would, instead of repeating one value.
+POWER_DRAWS = 8
 
 
 def _metric(features: np.ndarray, metric: str) -> np.ndarray:
@@ -128,8 +133,12 @@ def evaluate_prompt(rows: PromptRows, null_model, change_models: dict, rng: rand
     reference = every[: 2 * K]  # what the product asks the reference for at samples = 3
     first, rerun = rows.indices(GREEDY_REFERENCE)[:2]
     for change, model in change_models.items():
-        d, score, base = _paired(rows, reference, rows.indices(change)[:K], model)
-        evaluation.statistic[change], evaluation.score[change], evaluation.baseline[change] = d, score, base
+        changed = rows.indices(change)
+        draws = [(reference, changed[:K])]
+        draws += [(rng.sample(rows.indices(REFERENCE), 2 * K), rng.sample(changed, K)) for _ in range(POWER_DRAWS - 1)]
+        statistics, baselines, scores = _null_draws(rows, draws, model)
+        evaluation.statistic[change], evaluation.baseline[change] = statistics, baselines
+        evaluation.score[change] = scores[0]
         greedy = f"{change}@greedy"
         if greedy in rows.prompt.responses:
             pair = rows.row([first], rows.indices(greedy)[:1], 1, change, "greedy").features[None, :]
@@ -230,9 +239,6 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
 
         return draw
 
-    def fixed(statistic):
-        return lambda i: statistic(evaluations[i])
-
     calibration = {}
     for setting, statistic, baseline in (
         ("3/3 protocol", lambda e: e.null_protocol, lambda e, m: e.null_protocol_baseline[m]),
@@ -251,31 +257,43 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
     for change in ALL_CHANGES:
         power[change] = {}
         for count in PROMPT_COUNTS:
-            union = fixed(lambda e, c=change: (e.statistic[c], e.baseline[c]["length_ratio"], e.baseline[c][DIVERSITY]))
-            rate, replaced = rejection_rate(union, count, n, reps, rng)
+            statistic, baseline = _changed_draws(change)
+            rate, replaced = rejection_rate(random_split_union(statistic, baseline), count, n, reps, rng)
             row = {"simct": rate, "prompts_resampled": replaced}
-            row["classifier"] = rejection_rate(fixed(lambda e, c=change: e.statistic[c]), count, n, reps, rng)[0]
+            row["classifier"] = rejection_rate(random_split(statistic), count, n, reps, rng)[0]
             for m in BASELINE_METRICS:
-                row[m] = rejection_rate(fixed(lambda e, c=change, m=m: e.baseline[c][m]), count, n, reps, rng)[0]
+                row[m] = rejection_rate(random_split(lambda e, m=m, b=baseline: b(e, m)), count, n, reps, rng)[0]
             power[change][str(count)] = row
-        effects[change] = {"classifier": effect_size(np.array([e.statistic[change] for e in evaluations]))}
+        effects[change] = {"classifier": effect_size(np.array([e.statistic[change][0] for e in evaluations]))}
         for m in BASELINE_METRICS:
-            effects[change][m] = effect_size(np.array([e.baseline[change][m] for e in evaluations]))
+            effects[change][m] = effect_size(np.array([e.baseline[change][m][0] for e in evaluations]))
         greedy_pos = [e.greedy_score[change] for e in evaluations if change in e.greedy_score]
         response_auroc[change] = {
             "sampled_k3": auroc([e.score[change] for e in evaluations], [e.null_score for e in evaluations]),
             # The report's "centred" score: cross-stage minus same-deployment score, so each prompt is its own
             # baseline; negatives are every same-deployment split of every prompt (equal counts per prompt).
             "sampled_k3_centred": auroc(
-                [e.statistic[change] for e in evaluations], [v for e in evaluations for v in e.null_default]
+                [e.statistic[change][0] for e in evaluations], [v for e in evaluations for v in e.null_default]
             ),
             "sampled_k3_chrf_only": auroc(
-                [e.baseline[change]["chrf"] for e in evaluations],
+                [e.baseline[change]["chrf"][0] for e in evaluations],
                 [e.null_default_baseline["chrf"].mean() for e in evaluations],
             ),
             "greedy_k1": auroc(greedy_pos, [e.greedy_null for e in evaluations]) if greedy_pos else None,
         }
     return {"calibration": calibration, "power": power, "effect_size": effects, "response_auroc": response_auroc}
+
+
+def _changed_draws(change: str):
+    """(statistic, baseline) accessors of a change's draws, shaped like the calibration settings' accessors."""
+
+    def statistic(evaluation: PromptEval) -> np.ndarray:
+        return evaluation.statistic[change]
+
+    def baseline(evaluation: PromptEval, metric: str) -> np.ndarray:
+        return evaluation.baseline[change][metric]
+
+    return statistic, baseline
 
 
 def _fmt(value) -> str:
@@ -292,7 +310,9 @@ def render(results: dict) -> str:
         f"alpha {meta['alpha']}, bundled model {meta['model']}).",
         f"Data: {meta['held_out_prompts']} held-out prompts (never trained on; {meta['train_prompts']} train prompts). "
         "Power for each change uses a model trained without that change (leave-one-change-out). "
-        "Where a prompt count exceeds the held-out prompts, prompts are drawn with replacement (marked *).",
+        "Where a prompt count exceeds the held-out prompts, prompts are drawn with replacement (marked *). "
+        f"Each experiment takes one of {POWER_DRAWS} draws of each prompt's samples at random (6 of the reference's "
+        f"samples, 3 of the changed deployment's), so a prompt drawn twice gets other samples.",
         "",
         "## Calibration (false-positive rate when the candidate is the same deployment)",
         "",

@@ -305,16 +305,18 @@ def _scores(
     rows = np.vstack(blocks) if blocks else np.zeros((0, len(FEATURE_NAMES)))
     scores = model.score(rows) if blocks else np.zeros(0)
     lengths = rows[:, FEATURE_NAMES.index(LENGTH_FEATURE)]
-    alike = sample_likeness(rows)
     cross = [float(scores[start:middle].mean()) for start, middle, _ in spans]
     same = [float(scores[middle:end].mean()) if end > middle else 0.0 for _, middle, end in spans]
-    length_drop = [float(lengths[middle:end].mean() - lengths[start:middle].mean()) for start, middle, end in spans]
+    length_drop = [-excess for excess in _cross_excess(lengths, spans)]
     components = {CLASSIFIER: [c - s for c, s in zip(cross, same, strict=True)], LENGTH: length_drop}
     if paired and all(pool.set_size >= 2 for pool in pools.values()):  # a single sample has no likeness
-        components[DIVERSITY] = [
-            float(alike[start:middle].mean() - alike[middle:end].mean()) for start, middle, end in spans
-        ]
+        components[DIVERSITY] = _cross_excess(sample_likeness(rows), spans)
     return cross, components
+
+
+def _cross_excess(values: np.ndarray, spans: Sequence[tuple[int, int, int]]) -> list[float]:
+    """Per prompt, the mean of `values` on its cross-stage rows minus on its same-deployment rows."""
+    return [float(values[start:middle].mean() - values[middle:end].mean()) for start, middle, end in spans]
 
 
 def sample_likeness(rows: np.ndarray) -> np.ndarray:
@@ -322,6 +324,9 @@ def sample_likeness(rows: np.ndarray) -> np.ndarray:
 
     (A, C) rows give the candidate set's likeness and (A, B) rows the held-back reference set's: under a
     same-deployment candidate B and C are exchangeable, so the DIVERSITY component has mean exactly zero.
+    Likeness to the reference (the cross pairs) is left out on purpose: it would gain some power on a narrower
+    sampler, but a candidate that replays the reference's own samples would look closer than fresh samples do
+    and fail; within a set, replayed samples are as alike as fresh ones.
     """
     return rows[:, DIVERSITY_COLUMNS].mean(axis=1)
 

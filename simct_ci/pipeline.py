@@ -29,10 +29,17 @@ RESPONSES_DIR = "responses"
 
 
 def stage_sampling(config: Config, stage: str) -> Sampling:
-    """The sampling a stage is collected with: the config's, and reference_samples() for the reference."""
-    if stage != config.reference:
-        return config.sampling
-    return replace(config.sampling, samples=reference_samples(config.sampling.samples))
+    """The sampling a stage is collected with: the config's, and reference_samples() for the reference.
+
+    A candidate's seeds start after the reference's, so that a server that honours seeds gives a same-deployment
+    candidate fresh samples, independent of the reference's, as the paired test assumes. Shared seeds would
+    repeat the reference's own samples: the test would then see a candidate closer to the reference than its
+    held-back samples are, and a subtle change would hide behind the shared randomness.
+    """
+    sampling, reference = config.sampling, reference_samples(config.sampling.samples)
+    if stage == config.reference:
+        return replace(sampling, samples=reference)
+    return sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + reference)
 
 
 def collect_all(config: Config, out_dir: Path, cache: ResponseCache) -> dict[str, StageResponses]:

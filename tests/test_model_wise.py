@@ -91,3 +91,24 @@ def test_signature_records_every_setting(model: BundledModel) -> None:
     assert re.fullmatch(
         rf"test:paired-t\[{terms_pattern},diversity:two-sided@0\.2\]\|.*sets:2v2\|.*", with_diversity.signature
     )
+
+
+def _diversity(result) -> float:
+    (part,) = [part for part in result.model_wise.components if part.name == "diversity"]
+    return part.statistic
+
+
+def test_diversity_sees_a_narrower_and_a_wider_sampler(model: BundledModel) -> None:
+    """A candidate whose samples collapse onto one of the reference's (a narrower sampler) is more alike, among
+    its samples and to the reference; one with unrelated samples (a much wider sampler) is less alike."""
+    prompts = _prompts(12)
+    words = ["river", "stone", "cloud", "ember", "field", "glass", "harbor", "lantern"]
+
+    def sample(i: int, j: int) -> str:
+        return f"For question {i}, the {words[(i + j) % 8]} and the {words[(i + 3 * j) % 8]} answer {j} best."
+
+    reference = {p.id: [sample(i, j) for j in range(4)] for i, p in enumerate(prompts)}
+    narrower = {p.id: [reference[p.id][0]] * 2 for p in prompts}
+    wider = {p.id: [f"{words[(i + j) % 8]} {i * 7 + j} zq{j}" for j in range(2)] for i, p in enumerate(prompts)}
+    assert _diversity(compare(reference, narrower, prompts, model, samples=2)) > 0
+    assert _diversity(compare(reference, wider, prompts, model, samples=2)) < 0

@@ -116,3 +116,18 @@ def test_the_api_key_is_never_written_or_printed(
         if path.is_file():
             assert API_KEY not in path.read_text(errors="replace"), path
     assert all(r.headers.get("authorization") == f"Bearer {API_KEY}" for r in fault_server.requests)
+
+
+def test_candidates_never_share_a_seed_with_the_reference(tmp_path: Path, env: None, fault_server: FaultServer) -> None:
+    """A server that honours seeds must give a same-deployment candidate fresh samples, not the reference's own:
+    the reference takes seeds 1-4 (2 x samples), the candidate the next 2."""
+    with FaultServer() as candidate:
+        config = _write_config(tmp_path, fault_server.url, candidate.url)
+        config.write_text(config.read_text().replace("seed: null", "seed: 1"))
+        _run(config, tmp_path / "out")
+
+    def seeds(server: FaultServer) -> set[int]:
+        return {request.body["seed"] for request in server.requests}
+
+    assert (seeds(fault_server), seeds(candidate)) == ({1, 2, 3, 4}, {5, 6})
+    assert len(candidate.requests) == 2 * len(PROMPTS)
