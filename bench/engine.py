@@ -175,6 +175,12 @@ def effect_size(values: np.ndarray) -> float:
     return float(values.mean() / values.std(ddof=1)) if values.std(ddof=1) > 0 else float("nan")
 
 
+def mean_effect_size(draws: Sequence[np.ndarray]) -> float:
+    """Per prompt, one value per draw of its samples: the effect size over prompts, averaged over the draws."""
+    values = np.vstack(draws)  # prompts x draws
+    return float(np.mean([effect_size(values[:, draw]) for draw in range(values.shape[1])]))
+
+
 class BoosterModel:
     """A LightGBM booster behind the same .predict the bundled model's booster has."""
 
@@ -264,9 +270,10 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
             for m in BASELINE_METRICS:
                 row[m] = rejection_rate(random_split(lambda e, m=m, b=baseline: b(e, m)), count, n, reps, rng)[0]
             power[change][str(count)] = row
-        effects[change] = {"classifier": effect_size(np.array([e.statistic[change][0] for e in evaluations]))}
+        statistic, baseline = _changed_draws(change)
+        effects[change] = {"classifier": mean_effect_size([statistic(e) for e in evaluations])}
         for m in BASELINE_METRICS:
-            effects[change][m] = effect_size(np.array([e.baseline[change][m][0] for e in evaluations]))
+            effects[change][m] = mean_effect_size([baseline(e, m) for e in evaluations])
         greedy_pos = [e.greedy_score[change] for e in evaluations if change in e.greedy_score]
         response_auroc[change] = {
             "sampled_k3": auroc([e.score[change] for e in evaluations], [e.null_score for e in evaluations]),
@@ -355,7 +362,10 @@ def render(results: dict) -> str:
             )
     lines += [
         "",
-        "## Effect size (mean / sd over prompts of the per-prompt statistic)",
+        "Top-p 0.95 -> 0.8 is our own addition, not one of the changes the targets name (the subtle ones are "
+        "Q3_K_M, temperature 1.0 and the system prompt); it is held to the subtle target all the same.",
+        "",
+        f"## Effect size (mean / sd over prompts of the per-prompt statistic, averaged over the {POWER_DRAWS} draws)",
         "",
         "| change | classifier | " + " | ".join(BASELINE_METRICS) + " |",
         "|---|---|" + "---|" * len(BASELINE_METRICS),
