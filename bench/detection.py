@@ -44,8 +44,8 @@ from simct_ci.compare import (
     DIVERSITY_SHARE,
     LENGTH,
     GateSettings,
+    concentration,
     model_wise,
-    sample_likeness,
 )
 from simct_ci.features import FEATURE_NAMES, PromptPool, split_features_batch
 from simct_ci.model import BundledModel
@@ -223,7 +223,7 @@ def rerun_statistics(prompt: EvalPrompt, k: int, scorer: Scorer, rng) -> tuple[n
             features = split_features_batch(prompt.pool, pairs[:, 0], pairs[:, 1])
             scores.append(scorer(features))
             similarity.append(features[:, [FEATURE_NAMES.index(f"cross_{m}") for m in BASELINE_METRICS]])
-            alike.append(sample_likeness(features))
+            alike.append(concentration(features))
         score, similar, diversity = np.concatenate(scores), np.vstack(similarity), np.concatenate(alike)
         paired = {
             "classifier": (score[design.cross] - score[design.same]).mean(axis=1),
@@ -273,7 +273,7 @@ def paired_statistics(prompts: Sequence[EvalPrompt], draws: np.ndarray, k: int, 
         for metric in BASELINE_METRICS:
             column = FEATURE_NAMES.index(f"cross_{metric}")
             statistics[metric] = (same[:, column] - cross[:, column]).reshape(shape).mean(axis=1)
-        statistics[DIVERSITY] = (sample_likeness(cross) - sample_likeness(same)).reshape(shape).mean(axis=1)
+        statistics[DIVERSITY] = (concentration(cross) - concentration(same)).reshape(shape).mean(axis=1)
         per_prompt.append(statistics)
     return {name: np.stack([statistics[name] for statistics in per_prompt]) for name in per_prompt[0]}
 
@@ -929,8 +929,9 @@ def render(results: Mapping) -> str:
         f"MMD; {meta['permutations']} permutations per MMD test; seed {meta['seed']}.",
         "- **SimCT default**: per prompt, compare.py's paired statistics averaged over every (anchor A, held-back "
         "B, candidate C) choice of sets of k: classifier score(A, C) - score(A, B), length ratio(A, B) - "
-        "length ratio(A, C), and the diversity: how alike C's samples are among themselves minus how alike B's are "
-        "(mean of within-set chrF, BLEU, ROUGE-L and edit similarity). The product's `compare.model_wise` decides: "
+        "length ratio(A, C), and the diversity: how narrow C's sampling looks minus how narrow B's does "
+        "(`compare.concentration`: the mean of within-set chrF, BLEU, ROUGE-L and edit similarity, averaged with "
+        "the share of repeated word bigrams in each response). The product's `compare.model_wise` decides: "
         "one one-sided t-test on "
         f"classifier / {meta['component_scales']['classifier']:g} + length / {meta['component_scales']['length']:g} "
         f"(the components' same-deployment spreads from the model card) at alpha x {1 - DIVERSITY_SHARE:g}, or a "

@@ -27,7 +27,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simct_ci.compare import CLASSIFIER, DIVERSITY, LENGTH, GateSettings, model_wise, sample_likeness
+from simct_ci.compare import CLASSIFIER, DIVERSITY, LENGTH, GateSettings, concentration, model_wise
 from simct_ci.features import FEATURE_NAMES, split_features_batch
 from simct_ci.model import BundledModel, read_card
 from simct_ci.stats import PAIRED_T
@@ -103,7 +103,7 @@ def _paired(rows: PromptRows, reference: Sequence[int], candidate: Sequence[int]
     s_cross, s_same = model.predict(cross), model.predict(same)
     baseline = {metric: float((_metric(same, metric) - _metric(cross, metric)).mean()) for metric in BASELINE_METRICS}
     # compare.py's diversity component; sets of one sample have no within-set pair (NaN, and compare leaves it out)
-    baseline[DIVERSITY] = float((sample_likeness(cross) - sample_likeness(same)).mean()) if m >= 2 else math.nan
+    baseline[DIVERSITY] = float((concentration(cross) - concentration(same)).mean()) if m >= 2 else math.nan
     return float(s_cross.mean() - s_same.mean()), float(s_cross.mean()), baseline
 
 
@@ -343,7 +343,8 @@ def render(results: dict) -> str:
         "*SimCT* is the product's test (`compare.model_wise`): one one-sided paired t-test on the classifier's and "
         "the length statistic's per-prompt differences, each divided by its same-deployment spread from the model "
         "card, summed, at alpha x 0.8; or a two-sided paired t-test of the diversity (how alike the candidate's "
-        "samples are among themselves, minus the held-back reference samples') at alpha x 0.2. With sets of one "
+        "samples are among themselves and how much each repeats itself, minus the same of the held-back reference "
+        "samples) at alpha x 0.2. With sets of one "
         "sample (the 3/3 protocol) there is no diversity and the one-sided test has the whole alpha. "
         "*classifier only* is the classifier's difference alone.",
         "",

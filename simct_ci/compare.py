@@ -48,7 +48,8 @@ DIFFERENCE, EQUIVALENCE = "difference", "equivalence"
 MODES = (DIFFERENCE, EQUIVALENCE)
 CLASSIFIER, LENGTH, DIVERSITY = "classifier", "length", "diversity"
 DIVERSITY_METRICS = ("chrf", "bleu", "rougeL", "edit_sim")  # how alike a set's samples are: their mean
-DIVERSITY_COLUMNS = [FEATURE_NAMES.index(f"within_cand_{metric}") for metric in DIVERSITY_METRICS]
+LIKENESS_COLUMNS = [FEATURE_NAMES.index(f"within_cand_{metric}") for metric in DIVERSITY_METRICS]
+REPETITION_COLUMN = FEATURE_NAMES.index("repetition_cand")  # share of a response's word bigrams seen before in it
 DIVERSITY_SHARE = 0.2  # of alpha, for the two-sided diversity test; the combined shift test keeps the rest
 
 
@@ -310,7 +311,7 @@ def _scores(
     length_drop = [-excess for excess in _cross_excess(lengths, spans)]
     components = {CLASSIFIER: [c - s for c, s in zip(cross, same, strict=True)], LENGTH: length_drop}
     if paired and all(pool.set_size >= 2 for pool in pools.values()):  # a single sample has no likeness
-        components[DIVERSITY] = _cross_excess(sample_likeness(rows), spans)
+        components[DIVERSITY] = _cross_excess(concentration(rows), spans)
     return cross, components
 
 
@@ -319,16 +320,18 @@ def _cross_excess(values: np.ndarray, spans: Sequence[tuple[int, int, int]]) -> 
     return [float(values[start:middle].mean() - values[middle:end].mean()) for start, middle, end in spans]
 
 
-def sample_likeness(rows: np.ndarray) -> np.ndarray:
-    """Per feature row, how alike the second set's samples are among themselves (mean of DIVERSITY_METRICS).
+def concentration(rows: np.ndarray) -> np.ndarray:
+    """Per feature row, how narrow the second set's sampling looks: the mean of how alike its samples are among
+    themselves (mean of DIVERSITY_METRICS) and how much each repeats itself (REPETITION_COLUMN).
 
-    (A, C) rows give the candidate set's likeness and (A, B) rows the held-back reference set's: under a
-    same-deployment candidate B and C are exchangeable, so the DIVERSITY component has mean exactly zero.
-    Likeness to the reference (the cross pairs) is left out on purpose: it would gain some power on a narrower
-    sampler, but a candidate that replays the reference's own samples would look closer than fresh samples do
-    and fail; within a set, replayed samples are as alike as fresh ones.
+    (A, C) rows give the candidate set's and (A, B) rows the held-back reference set's: under a same-deployment
+    candidate B and C are exchangeable, so the DIVERSITY component has mean exactly zero. Both parts are
+    properties of the set alone, so a candidate that replays the reference's own samples stays at zero too;
+    likeness to the reference would not. Repetition joined the likeness in model 1.3: on the train prompts it
+    doubled the effect size of a temperature change and of a narrower top-p, and under a change of the sampler
+    both parts move the same way.
     """
-    return rows[:, DIVERSITY_COLUMNS].mean(axis=1)
+    return (rows[:, LIKENESS_COLUMNS].mean(axis=1) + rows[:, REPETITION_COLUMN]) / 2
 
 
 def same_deployment_spread(splits: Sequence[tuple[Sequence[str], Sequence[str], bool]], model) -> dict[str, float]:

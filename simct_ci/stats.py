@@ -5,7 +5,7 @@ Student's t-tests over prompts (prompts are the independent units):
   its same-deployment score on held-back reference samples, combined with the same difference of the length
   ratio (see compare.py). Under a same-deployment candidate each has mean exactly 0, so the test is
   calibrated whatever the classifier does. With sets of >= 2 samples a two-sided t-test of the samples'
-  diversity joins it (union_test), alpha split between the two.
+  diversity (how alike and how repetitive they are) joins it (union_test), alpha split between the two.
 - ONE_SAMPLE_T (one reference sample per prompt, the paper's setting): the scores against the mean score of
   same-deployment pairs measured out-of-fold during training. That null comes from other prompts and
   deployments than yours, so this mode is less rigorous, and the result says so.
@@ -130,8 +130,9 @@ def union_test(
     Inconsistent when the shift test's p is below thresholds[0] or the diversity test's below thresholds[1] (alpha
     split (1 - share) and share; at a sequential look, the spent thresholds of each). The p-value reported is the
     union's, min(1, p_shift / (1 - share), p_diversity / share); statistic and effect size stay the shift test's,
-    and every part is listed. Why two-sided: a narrower sampler (lower top-p) makes samples more alike, a wider
-    one (higher temperature) less, and neither need move the similarity to the reference on average.
+    and every part is listed. Why two-sided: a narrower sampler (lower top-p) makes samples more alike and more
+    repetitive, a wider one (higher temperature) less, and neither need move the similarity to the reference on
+    average.
     """
     if shift.verdict == INCOMPLETE:
         return shift
@@ -141,8 +142,13 @@ def union_test(
     shift_found, diversity_found = shift.p_value < thresholds[0], part.p_value < thresholds[1]
     note = shift.note
     if diversity_found:
+        narrower = "narrower" if part.statistic > 0 else "wider"
         more_or_less = "more" if part.statistic > 0 else "less"
-        note = _join(note, f"the candidate's samples are {more_or_less} alike than the reference's (diversity)")
+        note = _join(
+            note,
+            f"the candidate samples {narrower} than the reference: its responses are {more_or_less} alike and "
+            "repetitive (diversity)",
+        )
     verdict = INCONSISTENT if shift_found or diversity_found else CONSISTENT
     return replace(shift, p_value=p_value, verdict=verdict, note=note, components=(*shift.components, component))
 

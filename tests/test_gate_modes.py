@@ -460,7 +460,7 @@ def test_the_union_splits_alpha_and_reports_the_adjusted_p(shift_p: float, diver
         diversity = result.components[-1]
         assert (diversity.name, diversity.alternative) == (DIVERSITY, TWO_SIDED)
         assert diversity.p_value == pytest.approx(diversity_p, rel=1e-6)
-        assert ("alike than the reference's" in result.note) == (diversity_p < ALPHA * DIVERSITY_SHARE)
+        assert ("than the reference: its responses are" in result.note) == (diversity_p < ALPHA * DIVERSITY_SHARE)
 
 
 def test_the_union_is_calibrated_when_nothing_moves() -> None:
