@@ -131,14 +131,26 @@ class PromptRows:
         )
 
 
+# Rounds of random splits per prompt and k: 1 before model 1.3. 3 raised the leave-one-change-out classifier's
+# effect size on 87 held-out prompts by 0.04-0.37 for 6 of 9 changes (Q3_K_M 0.37 -> 0.44, Q4_0 0.89 -> 0.99),
+# lowered it for the repetition penalty (1.49 -> 1.38) and left top-p and temperature level.
+SAMPLED_DRAWS = 3
+
+
 def sampled_rows(rows: PromptRows, k: int, rng: random.Random, changes: Iterable[str]) -> Iterator[Row]:
-    """Same-deployment rows split the reference's samples; changed rows pit k reference against k changed."""
+    """Same-deployment rows split the reference's samples; changed rows pit k reference against k changed.
+
+    SAMPLED_DRAWS rounds of random draws: each prompt's 15 reference and 5 changed samples allow many splits,
+    and more of them show the model how much a prompt's features vary by chance alone.
+    """
+    changes = tuple(changes)
     reference = rows.indices(REFERENCE)
-    for _ in range(_null_rows_per_prompt(k)):
-        drawn = rng.sample(reference, 2 * k)
-        yield rows.row(drawn[:k], drawn[k:], 0, REFERENCE, "sampled")
-    for change in changes:
-        yield rows.row(rng.sample(reference, k), rng.sample(rows.indices(change), k), 1, change, "sampled")
+    for _ in range(SAMPLED_DRAWS):
+        for _ in range(_null_rows_per_prompt(k)):
+            drawn = rng.sample(reference, 2 * k)
+            yield rows.row(drawn[:k], drawn[k:], 0, REFERENCE, "sampled")
+        for change in changes:
+            yield rows.row(rng.sample(reference, k), rng.sample(rows.indices(change), k), 1, change, "sampled")
 
 
 def _null_rows_per_prompt(k: int) -> int:

@@ -35,7 +35,9 @@ from simct_ci.training.dataset import (
 )
 from simct_ci.training.deployments import CORE_REFERENCE_SAMPLES, REFERENCE
 
-MODEL_VERSION = "1.2.0"  # 1.1: the card carries the combined test's component scales; 1.2: 175 prompts
+# 1.1: the card carries the combined test's component scales; 1.2: 175 prompts;
+# 1.3: more prompts, and 3 rounds of splits per prompt (dataset.SAMPLED_DRAWS)
+MODEL_VERSION = "1.3.0"
 PROMPT_FALSE_ALARM = 0.05  # response-wise: share of same-deployment prompts flagged inconsistent
 SAMPLES = 3  # the default samples per prompt, the setting the response-wise threshold is set for
 SCALE_SPLITS_PER_PROMPT = 5
