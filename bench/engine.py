@@ -73,6 +73,7 @@ class PromptEval:
     baseline: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # change -> metric -> per draw
     greedy_null: float = float("nan")
     greedy_score: dict[str, float] = field(default_factory=dict)
+    greedy_unchanged: set[str] = field(default_factory=set)  # changes whose greedy response equals the reference's
 
 
 PROTOCOL_POOL = 6  # the calibration protocol pools 6 samples of one deployment
@@ -143,6 +144,8 @@ def evaluate_prompt(rows: PromptRows, null_model, change_models: dict, rng: rand
         if greedy in rows.prompt.responses:
             pair = rows.row([first], rows.indices(greedy)[:1], 1, change, "greedy").features[None, :]
             evaluation.greedy_score[change] = float(model.predict(pair)[0])
+            if rows.prompt.responses[greedy][0] == rows.prompt.responses[GREEDY_REFERENCE][0]:
+                evaluation.greedy_unchanged.add(change)
     evaluation.greedy_null = float(null_model.predict(rows.row([first], [rerun], 0, "", "").features[None, :])[0])
     return evaluation
 
@@ -287,6 +290,9 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
                 [e.null_default_baseline["chrf"].mean() for e in evaluations],
             ),
             "greedy_k1": auroc(greedy_pos, [e.greedy_null for e in evaluations]) if greedy_pos else None,
+            # Prompts where the change leaves the greedy response as it was (a response that ends before a halved
+            # max_tokens, say): no method can tell those apart, and they bound the greedy AUROC.
+            "greedy_unchanged": sum(change in e.greedy_unchanged for e in evaluations),
         }
     return {"calibration": calibration, "power": power, "effect_size": effects, "response_auroc": response_auroc}
 
@@ -303,8 +309,8 @@ def _changed_draws(change: str):
     return statistic, baseline
 
 
-def _fmt(value) -> str:
-    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
+def _fmt(value, decimals: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{decimals}f}"
 
 
 def render(results: dict) -> str:
@@ -380,16 +386,18 @@ def render(results: dict) -> str:
         "## Response-wise AUROC (per prompt: changed deployment vs same deployment)",
         "",
         "*sampled*: the classifier's mean cross-stage score (`p_inconsistent` in the report); *centred*: that score "
-        "minus its same-deployment score on the held-back reference samples (the report's *Centred* column).",
+        "minus its same-deployment score on the held-back reference samples (the report's *Centred* column). "
+        "*unchanged*: held-out prompts on which the change leaves the greedy response exactly as the reference's "
+        "(no test can see a change there). AUROCs to 3 decimals, so that none is rounded up to a target.",
         "",
-        "| change | group | sampled, k=3 | sampled, k=3, centred | chrF only, k=3 | greedy, k=1 |",
-        "|---|---|---|---|---|---|",
+        "| change | group | sampled, k=3 | sampled, k=3, centred | chrF only, k=3 | greedy, k=1 | greedy: unchanged |",
+        "|---|---|---|---|---|---|---|",
     ]
     for change, row in results["response_auroc"].items():
         lines.append(
-            f"| {change} | {SEVERITY[change]} | {_fmt(row['sampled_k3'])} | {_fmt(row['sampled_k3_centred'])} "
-            f"| {_fmt(row['sampled_k3_chrf_only'])} "
-            f"| {_fmt(row['greedy_k1'])} |"
+            f"| {change} | {SEVERITY[change]} | {_fmt(row['sampled_k3'], 3)} | {_fmt(row['sampled_k3_centred'], 3)} "
+            f"| {_fmt(row['sampled_k3_chrf_only'], 3)} | {_fmt(row['greedy_k1'], 3)} "
+            f"| {row['greedy_unchanged'] if row['greedy_k1'] is not None else '–'} |"
         )
     return "\n".join(lines) + "\n"
 
