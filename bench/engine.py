@@ -293,6 +293,16 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
             # Prompts where the change leaves the greedy response as it was (a response that ends before a halved
             # max_tokens, say): no method can tell those apart, and they bound the greedy AUROC.
             "greedy_unchanged": sum(change in e.greedy_unchanged for e in evaluations),
+            "greedy_k1_changed_only": auroc(
+                [
+                    e.greedy_score[change]
+                    for e in evaluations
+                    if change in e.greedy_score and change not in e.greedy_unchanged
+                ],
+                [e.greedy_null for e in evaluations],
+            )
+            if greedy_pos
+            else None,
         }
     return {"calibration": calibration, "power": power, "effect_size": effects, "response_auroc": response_auroc}
 
@@ -388,16 +398,20 @@ def render(results: dict) -> str:
         "*sampled*: the classifier's mean cross-stage score (`p_inconsistent` in the report); *centred*: that score "
         "minus its same-deployment score on the held-back reference samples (the report's *Centred* column). "
         "*unchanged*: held-out prompts on which the change leaves the greedy response exactly as the reference's "
-        "(no test can see a change there). AUROCs to 3 decimals, so that none is rounded up to a target.",
+        "(no test can see a change there); *greedy, changed only*: the greedy AUROC without those prompts, to show "
+        "what they cost (the target is on the column before it). AUROCs to 3 decimals, so that none is rounded up "
+        "to a target.",
         "",
-        "| change | group | sampled, k=3 | sampled, k=3, centred | chrF only, k=3 | greedy, k=1 | greedy: unchanged |",
-        "|---|---|---|---|---|---|---|",
+        "| change | group | sampled, k=3 | sampled, k=3, centred | chrF only, k=3 | greedy, k=1 | greedy: unchanged "
+        "| greedy, changed only |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for change, row in results["response_auroc"].items():
         lines.append(
             f"| {change} | {SEVERITY[change]} | {_fmt(row['sampled_k3'], 3)} | {_fmt(row['sampled_k3_centred'], 3)} "
             f"| {_fmt(row['sampled_k3_chrf_only'], 3)} | {_fmt(row['greedy_k1'], 3)} "
-            f"| {row['greedy_unchanged'] if row['greedy_k1'] is not None else '–'} |"
+            f"| {row['greedy_unchanged'] if row['greedy_k1'] is not None else '–'} "
+            f"| {_fmt(row['greedy_k1_changed_only'], 3)} |"
         )
     return "\n".join(lines) + "\n"
 
