@@ -326,8 +326,8 @@ def concentration(rows: np.ndarray) -> np.ndarray:
 
     (A, C) rows give the candidate set's and (A, B) rows the held-back reference set's: under a same-deployment
     candidate B and C are exchangeable, so the DIVERSITY component has mean exactly zero. Both parts are
-    properties of the set alone, so a candidate that replays the reference's own samples stays at zero too;
-    likeness to the reference would not. Repetition joined the likeness in model 1.3: on the train prompts it
+    properties of the set alone, so a candidate that replays the reference's own samples stays centred on zero
+    too; likeness to the reference would not. Repetition joined the likeness in simct 0.2.0: on the train prompts it
     doubled the effect size of a temperature change and of a narrower top-p, and under a change of the sampler
     both parts move the same way.
     """
