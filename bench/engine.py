@@ -65,13 +65,16 @@ class PromptEval:
     # Calibration of the product's default: reference 6, same-deployment candidate 3, drawn from 9 samples.
     null_default: np.ndarray
     null_default_baseline: dict[str, np.ndarray]
-    null_score: float  # mean cross-stage score of a same-deployment candidate: a response-wise negative
     # change -> d with 6 reference samples, sets 3v3, one value per draw of the samples (POWER_DRAWS); draw 0 is
-    # the first 6 reference and first 3 changed samples, the one the effect sizes and AUROCs use.
+    # the first 6 reference and first 3 changed samples.
     statistic: dict[str, np.ndarray] = field(default_factory=dict)
-    score: dict[str, float] = field(default_factory=dict)  # change -> mean cross-stage score of draw 0 (response-wise)
+    score: dict[str, np.ndarray] = field(default_factory=dict)  # change -> mean cross-stage score, per draw
     baseline: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # change -> metric -> per draw
-    greedy_null: float = float("nan")
+    # Response-wise negatives, scored by the same model as the change's positives (one classifier per AUROC):
+    # change -> mean cross-stage score of a same-deployment candidate, per default split
+    null_score: dict[str, np.ndarray] = field(default_factory=dict)
+    null_centred: dict[str, np.ndarray] = field(default_factory=dict)  # change -> d of every default split
+    greedy_null: dict[str, float] = field(default_factory=dict)  # change -> score of the greedy rerun
     greedy_score: dict[str, float] = field(default_factory=dict)
     greedy_unchanged: set[str] = field(default_factory=set)  # changes whose greedy response equals the reference's
 
@@ -129,8 +132,8 @@ def evaluate_prompt(rows: PromptRows, null_model, change_models: dict, rng: rand
     # offset into every experiment that reuses it.
     default = [([i for i in every if i not in cand], list(cand)) for cand in itertools.combinations(every, K)]
     protocol_stats, protocol_base, _ = _null_draws(rows, protocol, null_model)
-    default_stats, default_base, default_scores = _null_draws(rows, default, null_model)
-    evaluation = PromptEval(protocol_stats, protocol_base, default_stats, default_base, float(np.mean(default_scores)))
+    default_stats, default_base, _ = _null_draws(rows, default, null_model)
+    evaluation = PromptEval(protocol_stats, protocol_base, default_stats, default_base)
     reference = every[: 2 * K]  # what the product asks the reference for at samples = 3
     first, rerun = rows.indices(GREEDY_REFERENCE)[:2]
     for change, model in change_models.items():
@@ -139,14 +142,17 @@ def evaluate_prompt(rows: PromptRows, null_model, change_models: dict, rng: rand
         draws += [(rng.sample(rows.indices(REFERENCE), 2 * K), rng.sample(changed, K)) for _ in range(POWER_DRAWS - 1)]
         statistics, baselines, scores = _null_draws(rows, draws, model)
         evaluation.statistic[change], evaluation.baseline[change] = statistics, baselines
-        evaluation.score[change] = scores[0]
+        evaluation.score[change] = np.array(scores)
+        null_stats, _, null_scores = _null_draws(rows, default, model)
+        evaluation.null_centred[change], evaluation.null_score[change] = null_stats, np.array(null_scores)
         greedy = f"{change}@greedy"
         if greedy in rows.prompt.responses:
+            rerun_pair = rows.row([first], [rerun], 0, "", "").features[None, :]
+            evaluation.greedy_null[change] = float(model.predict(rerun_pair)[0])
             pair = rows.row([first], rows.indices(greedy)[:1], 1, change, "greedy").features[None, :]
             evaluation.greedy_score[change] = float(model.predict(pair)[0])
             if rows.prompt.responses[greedy][0] == rows.prompt.responses[GREEDY_REFERENCE][0]:
                 evaluation.greedy_unchanged.add(change)
-    evaluation.greedy_null = float(null_model.predict(rows.row([first], [rerun], 0, "", "").features[None, :])[0])
     return evaluation
 
 
@@ -274,22 +280,30 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
                 row[m] = rejection_rate(random_split(lambda e, m=m, b=baseline: b(e, m)), count, n, reps, rng)[0]
             power[change][str(count)] = row
         statistic, baseline = _changed_draws(change)
-        effects[change] = {"classifier": mean_effect_size([statistic(e) for e in evaluations])}
+        effects[change] = {
+            "classifier": mean_effect_size([statistic(e) for e in evaluations]),
+            "shift": mean_effect_size([_shift(statistic(e), baseline(e, "length_ratio")) for e in evaluations]),
+            "diversity": mean_effect_size([baseline(e, DIVERSITY) for e in evaluations]),
+        }
         for m in BASELINE_METRICS:
             effects[change][m] = mean_effect_size([baseline(e, m) for e in evaluations])
         greedy_pos = [e.greedy_score[change] for e in evaluations if change in e.greedy_score]
+        greedy_neg = [e.greedy_null[change] for e in evaluations if change in e.greedy_null]
         response_auroc[change] = {
-            "sampled_k3": auroc([e.score[change] for e in evaluations], [e.null_score for e in evaluations]),
-            # The report's "centred" score: cross-stage minus same-deployment score, so each prompt is its own
-            # baseline; negatives are every same-deployment split of every prompt (equal counts per prompt).
-            "sampled_k3_centred": auroc(
-                [e.statistic[change][0] for e in evaluations], [v for e in evaluations for v in e.null_default]
+            # One realisation per side, as a run sees it: every draw of the changed samples against every
+            # same-deployment split, pooled over prompts (equal counts per prompt on each side).
+            "sampled_k3": pooled_auroc(
+                [e.score[change] for e in evaluations], [e.null_score[change] for e in evaluations]
             ),
-            "sampled_k3_chrf_only": auroc(
-                [e.baseline[change]["chrf"][0] for e in evaluations],
-                [e.null_default_baseline["chrf"].mean() for e in evaluations],
+            # The report's "centred" score: cross-stage minus same-deployment score, so each prompt is its own baseline.
+            "sampled_k3_centred": pooled_auroc(
+                [e.statistic[change] for e in evaluations], [e.null_centred[change] for e in evaluations]
             ),
-            "greedy_k1": auroc(greedy_pos, [e.greedy_null for e in evaluations]) if greedy_pos else None,
+            "sampled_k3_chrf_only": pooled_auroc(
+                [e.baseline[change]["chrf"] for e in evaluations],
+                [e.null_default_baseline["chrf"] for e in evaluations],
+            ),
+            "greedy_k1": auroc(greedy_pos, greedy_neg) if greedy_pos else None,
             # Prompts where the change leaves the greedy response as it was (a response that ends before a halved
             # max_tokens, say): no method can tell those apart, and they bound the greedy AUROC.
             "greedy_unchanged": sum(change in e.greedy_unchanged for e in evaluations),
@@ -299,12 +313,22 @@ def summarise(evaluations: list[PromptEval], rng: random.Random, reps: int) -> d
                     for e in evaluations
                     if change in e.greedy_score and change not in e.greedy_unchanged
                 ],
-                [e.greedy_null for e in evaluations],
+                greedy_neg,
             )
             if greedy_pos
             else None,
         }
     return {"calibration": calibration, "power": power, "effect_size": effects, "response_auroc": response_auroc}
+
+
+def pooled_auroc(positive: Sequence[np.ndarray], negative: Sequence[np.ndarray]) -> float:
+    """AUROC over every realisation of every prompt: per-prompt arrays of changed and same-deployment scores."""
+    return auroc(np.concatenate(positive), np.concatenate(negative))
+
+
+def _shift(classifier: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The product's one-sided statistic: each component over its same-deployment spread, summed."""
+    return classifier * WEIGHTS[CLASSIFIER] + length * WEIGHTS[LENGTH]
 
 
 def _changed_draws(change: str):
@@ -384,17 +408,27 @@ def render(results: dict) -> str:
         "",
         f"## Effect size (mean / sd over prompts of the per-prompt statistic, averaged over the {POWER_DRAWS} draws)",
         "",
-        "| change | classifier | " + " | ".join(BASELINE_METRICS) + " |",
-        "|---|---|" + "---|" * len(BASELINE_METRICS),
+        "*SimCT shift*: the product's one-sided statistic, the classifier's and the length ratio's differences "
+        "each divided by their same-deployment spread and summed; *diversity*: its two-sided statistic (its size "
+        "counts, not its sign: negative is a wider sampler). *classifier* and the metrics are one-sided: larger "
+        "is better.",
+        "",
+        "| change | SimCT shift | diversity | classifier | " + " | ".join(BASELINE_METRICS) + " |",
+        "|---|---|---|---|" + "---|" * len(BASELINE_METRICS),
     ]
     for change, row in results["effect_size"].items():
         lines.append(
-            f"| {change} | {_fmt(row['classifier'])} | " + " | ".join(_fmt(row[m]) for m in BASELINE_METRICS) + " |"
+            f"| {change} | **{_fmt(row['shift'])}** | {_fmt(row['diversity'])} | {_fmt(row['classifier'])} | "
+            + " | ".join(_fmt(row[m]) for m in BASELINE_METRICS)
+            + " |"
         )
     lines += [
         "",
         "## Response-wise AUROC (per prompt: changed deployment vs same deployment)",
         "",
+        "Both sides of each AUROC are scored by the same model, the one that never saw the change. Sampled "
+        f"AUROCs pool one realisation at a time: every one of the {POWER_DRAWS} draws of a prompt's changed samples "
+        "against every same-deployment split of its samples (6 reference, 3 candidate), over all prompts. "
         "*sampled*: the classifier's mean cross-stage score (`p_inconsistent` in the report); *centred*: that score "
         "minus its same-deployment score on the held-back reference samples (the report's *Centred* column). "
         "*unchanged*: held-out prompts on which the change leaves the greedy response exactly as the reference's "
