@@ -199,3 +199,42 @@ def test_same_deployment_spread_is_the_sd_of_each_paired_component() -> None:
     # Identical responses everywhere: no spread at all.
     same = [([f"Answer {i}."] * 6, [f"Answer {i}."] * 3, True) for i in range(5)]
     assert same_deployment_spread(same, model) == {CLASSIFIER: 0.0, LENGTH: 0.0}
+
+
+# --- the bundled model never learned a similarity backwards ------------------------------------------------------
+
+
+def test_monotone_constraints_name_the_similarity_and_shift_features() -> None:
+    from simct_ci.training.train import monotone_constraints
+
+    rule = dict(zip(FEATURE_NAMES, monotone_constraints(FEATURE_NAMES), strict=True))
+    assert rule["cross_chrf"] == rule["gap_bleu"] == rule["cross_length_ratio"] == -1
+    assert rule["log_len_abs_shift"] == rule["repetition_abs_shift"] == 1
+    # Two-sided or descriptive features stay free: a sampler may be narrower or wider, a prompt long or short.
+    assert (
+        rule["within_cand_chrf"] == rule["diversity_shift_chrf"] == rule["log_len_shift"] == rule["closed_query"] == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("feature", "direction"), [("cross_chrf", -1), ("gap_rougeL", -1), ("cross_prefix", -1), ("log_len_abs_shift", 1)]
+)
+def test_the_bundled_score_moves_one_way_along_a_constrained_feature(
+    train_prompts: list, feature: str, direction: int
+) -> None:
+    from simct_ci.features import PromptPool, split_features_batch
+    from simct_ci.training.deployments import REFERENCE
+
+    model = BundledModel.load()
+    column = FEATURE_NAMES.index(feature)
+    rows = []
+    for prompt in train_prompts[:20]:  # real rows: 6 reference samples split 3/3
+        texts = prompt.responses[REFERENCE][:6]
+        pool = PromptPool.of(texts, prompt.closed)
+        rows.append(split_features_batch(pool, np.array([[0, 1, 2]]), np.array([[3, 4, 5]]))[0])
+    grid = np.linspace(0.0, 2.0 if feature.endswith("abs_shift") else 1.0, 21)
+    for row in rows:
+        swept = np.repeat(row[None, :], len(grid), axis=0)
+        swept[:, column] = grid
+        steps = np.diff(model.score(swept)) * direction
+        assert np.all(steps >= -1e-12), (feature, steps.min())

@@ -36,13 +36,23 @@ from simct_ci.training.dataset import (
 from simct_ci.training.deployments import CORE_REFERENCE_SAMPLES, REFERENCE
 
 # 1.1: the card carries the combined test's component scales; 1.2: 175 prompts;
-# 1.3: more prompts, and 3 rounds of splits per prompt (dataset.SAMPLED_DRAWS)
-MODEL_VERSION = "1.3.0"
+# 1.3: more prompts, and 3 rounds of splits per prompt (dataset.SAMPLED_DRAWS); 1.4: monotone constraints
+MODEL_VERSION = "1.4.0"
 PROMPT_FALSE_ALARM = 0.05  # response-wise: share of same-deployment prompts flagged inconsistent
 SAMPLES = 3  # the default samples per prompt, the setting the response-wise threshold is set for
 SCALE_SPLITS_PER_PROMPT = 5
+
+
+def monotone_constraints(names: Sequence[str]) -> list[int]:
+    """What the classifier may never learn backwards, so that it generalises to kinds of change it never saw:
+    more likeness to the reference (cross_*), or to the natural spread (gap_*), never raises the score, and a
+    larger shift in length, repetition or layout (*_abs_shift) never lowers it. Everything else is free."""
+    return [-1 if name.startswith(("cross_", "gap_")) else 1 if name.endswith("_abs_shift") else 0 for name in names]
+
+
 PARAMS = {
     "objective": "binary",
+    "monotone_constraints": monotone_constraints(FEATURE_NAMES),
     "learning_rate": 0.05,
     "num_leaves": 15,
     "min_data_in_leaf": 20,
