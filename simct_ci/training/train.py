@@ -67,6 +67,11 @@ PARAMS = {
     "verbose": -1,
 }
 NUM_ROUNDS = 400
+METRICS_RULE = (
+    "per training-style row: k reference against k other samples, one split each, scored by the model; "
+    "held_out_prompts_and_change by a model trained without that change. The product's per-prompt score "
+    "averages over every anchor choice of a 2k-sample reference: its AUROCs are in docs/engine-benchmark.md"
+)
 
 
 def _matrix(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -234,6 +239,7 @@ def main() -> None:
         "params": PARAMS,
         "num_boost_round": NUM_ROUNDS,
         "metrics": {"held_out_prompts": held_out_metrics, "held_out_prompts_and_change": loco},
+        "metrics_rule": METRICS_RULE,
         "omitted": {
             "meteor": "needs WordNet data, which cannot be downloaded at run time; chrF and ROUGE cover its role",
             "embedding_similarity": "no embedding model ships inside a PyPI package the Action may use",
