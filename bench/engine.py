@@ -347,6 +347,11 @@ def _fmt(value, decimals: int = 2) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{decimals}f}"
 
 
+def _header(*columns: str) -> list[str]:
+    """A Markdown table's header row and its separator."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def render(results: dict) -> str:
     meta = results["meta"]
     lines = [
@@ -367,8 +372,7 @@ def render(results: dict) -> str:
         "has 3 samples, so the paired test compares sets of 1). *6+3 default*: the product's setting, a "
         "6-sample reference and a 3-sample candidate drawn at random from 9 samples of the same deployment.",
         "",
-        "| setting | SimCT | classifier only | " + " | ".join(BASELINE_METRICS) + " |",
-        "|---|---|---|" + "---|" * len(BASELINE_METRICS),
+        *_header("setting", "SimCT", "classifier only", *BASELINE_METRICS),
     ]
     for count, row in results["calibration"].items():
         lines.append(
@@ -388,8 +392,7 @@ def render(results: dict) -> str:
         "sample (the 3/3 protocol) there is no diversity and the one-sided test has the whole alpha. "
         "*classifier only* is the classifier's difference alone.",
         "",
-        "| change | group | target | prompts | SimCT | classifier only | " + " | ".join(BASELINE_METRICS) + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(BASELINE_METRICS),
+        *_header("change", "group", "target", "prompts", "SimCT", "classifier only", *BASELINE_METRICS),
     ]
     for change, by_count in results["power"].items():
         severity = SEVERITY[change]
@@ -413,8 +416,7 @@ def render(results: dict) -> str:
         "counts, not its sign: negative is a wider sampler). *classifier* and the metrics are one-sided: larger "
         "is better.",
         "",
-        "| change | SimCT shift | diversity | classifier | " + " | ".join(BASELINE_METRICS) + " |",
-        "|---|---|---|---|" + "---|" * len(BASELINE_METRICS),
+        *_header("change", "SimCT shift", "diversity", "classifier", *BASELINE_METRICS),
     ]
     for change, row in results["effect_size"].items():
         lines.append(
@@ -436,9 +438,16 @@ def render(results: dict) -> str:
         "what they cost (the target is on the column before it). AUROCs to 3 decimals, so that none is rounded up "
         "to a target.",
         "",
-        "| change | group | sampled, k=3 | sampled, k=3, centred | chrF only, k=3 | greedy, k=1 | greedy: unchanged "
-        "| greedy, changed only |",
-        "|---|---|---|---|---|---|---|---|",
+        *_header(
+            "change",
+            "group",
+            "sampled, k=3",
+            "sampled, k=3, centred",
+            "chrF only, k=3",
+            "greedy, k=1",
+            "greedy: unchanged",
+            "greedy, changed only",
+        ),
     ]
     for change, row in results["response_auroc"].items():
         lines.append(
